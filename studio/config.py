@@ -1,0 +1,168 @@
+"""Typed run configuration: one dataclass, YAML round-trip, validation, and the equivalent CLI command.
+
+Every field carries help text (shown in the UI and in `python -m studio train --help-config`).
+Validation runs before any model loads, and each problem is one line naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shlex
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import StudioError
+
+# The seven canonical techniques, plus the RLHF stages and the critic-free alternative.
+METHODS = {
+    "lora": "LoRA adapter on a frozen base (SFT through the chat template)",
+    "qlora": "LoRA on a 4-bit NF4 base (bitsandbytes), for models that don't fit in bf16",
+    "full": "Full supervised fine-tuning: every parameter is trained",
+    "instruction": "Instruction tuning: full SFT with loss on assistant turns only",
+}
+LORA_TARGETS = {"all-linear": "all-linear", "attention": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+
+
+def _f(default: Any, help: str, **kw) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class RunConfig:
+    """Everything needed to reproduce a run. Saved as `config.yaml` in the run folder."""
+
+    model: str = _f("embedded", "Model: `embedded` (SmolLM2-135M-Instruct), a local HF folder, a .gguf file, or a hub id.")
+    method: str = _f("lora", "Technique: " + ", ".join(METHODS) + ".")
+    data: str = _f("", "Training data: a JSON/JSONL file (alpaca-style or chat `messages`).")
+    name: str = _f("", "A human name for the run (defaults to method + dataset).")
+    max_steps: int = _f(-1, "Stop after this many optimiser steps; -1 means use num_train_epochs.")
+    num_train_epochs: float = _f(1.0, "Passes over the data when max_steps is -1.")
+    learning_rate: float = _f(2.0e-4, "Peak learning rate. LoRA: 1e-4..1e-3; full SFT: 1e-5..5e-5.")
+    lr_scheduler_type: str = _f("linear", "Learning-rate schedule: linear, cosine, constant, constant_with_warmup.")
+    warmup_ratio: float = _f(0.0, "Fraction of steps spent warming the learning rate up from 0.")
+    max_length: int = _f(512, "Token cutoff per example; longer examples are truncated.")
+    per_device_train_batch_size: int = _f(4, "Examples per device per step.")
+    gradient_accumulation_steps: int = _f(1, "Steps accumulated before each optimiser update.")
+    weight_decay: float = _f(0.0, "AdamW weight decay.")
+    lora_r: int = _f(16, "LoRA rank: adapter capacity. 8-64 is typical.")
+    lora_alpha: int = _f(32, "LoRA alpha: scales the adapter update (commonly 2 x rank).")
+    lora_dropout: float = _f(0.05, "Dropout on the LoRA path.")
+    lora_target: str = _f("all-linear", "Which layers get adapters: all-linear or attention.")
+    use_dora: bool = _f(False, "Weight-decomposed LoRA (DoRA): slower, sometimes better.")
+    use_rslora: bool = _f(False, "Rank-stabilised LoRA scaling (alpha / sqrt(r)).")
+    gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
+    eval_fraction: float = _f(0.0, "Fraction of the data held out for eval loss (0 disables eval).")
+    logging_steps: int = _f(1, "Log metrics every N steps.")
+    save_steps: int = _f(10, "Save a resumable checkpoint every N steps.")
+    seed: int = _f(42, "Random seed for data order and initialisation.")
+
+    @classmethod
+    def field_help(cls) -> dict[str, str]:
+        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+
+    @classmethod
+    def from_dict(cls, raw: dict, *, where: str = "config") -> "RunConfig":
+        """Build and validate; unknown keys and bad values raise a one-line StudioError."""
+        if not isinstance(raw, dict):
+            raise StudioError("the config must be a mapping of key: value lines.", where=where)
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            raise StudioError(
+                f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}.",
+                where=where,
+                hint="Run `python -m studio train --help-config` for the list of keys.",
+            )
+        values = {}
+        for key, value in raw.items():
+            values[key] = _coerce(known[key], value, where)
+        cfg = cls(**values)
+        cfg.validate(where=where)
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "RunConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise StudioError(f"config file not found: {path}.")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark else ""
+            raise StudioError(f"not valid YAML ({getattr(err, 'problem', err)}).", where=f"{path}{line}") from None
+        return cls.from_dict(raw, where=str(path))
+
+    def validate(self, where: str = "config") -> None:
+        def bad(name: str, message: str) -> None:
+            raise StudioError(f"{name}: {message}", where=where)
+
+        if self.method not in METHODS:
+            bad("method", f"'{self.method}' is not a known method; choose one of {', '.join(METHODS)}.")
+        if not str(self.data).strip():
+            bad("data", "no training data given; set `data:` to a JSON or JSONL file.")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            bad("learning_rate", f"must be a positive number, got {self.learning_rate}.")
+        if self.learning_rate >= 1:
+            bad("learning_rate", f"{self.learning_rate} is far too large; typical values are 1e-5..1e-3.")
+        if self.max_steps == 0 or self.max_steps < -1:
+            bad("max_steps", f"must be a positive step count or -1 (use epochs), got {self.max_steps}.")
+        if self.max_steps == -1 and not self.num_train_epochs > 0:
+            bad("num_train_epochs", f"must be > 0 when max_steps is -1, got {self.num_train_epochs}.")
+        for name in ("max_length", "per_device_train_batch_size", "gradient_accumulation_steps", "lora_r", "lora_alpha", "logging_steps", "save_steps"):
+            if getattr(self, name) < 1:
+                bad(name, f"must be at least 1, got {getattr(self, name)}.")
+        for name in ("lora_dropout", "warmup_ratio", "eval_fraction"):
+            if not 0 <= getattr(self, name) < 1:
+                bad(name, f"must be between 0 and 1, got {getattr(self, name)}.")
+        if self.lora_target not in LORA_TARGETS:
+            bad("lora_target", f"'{self.lora_target}' is not one of {', '.join(LORA_TARGETS)}.")
+        if self.lr_scheduler_type not in ("linear", "cosine", "constant", "constant_with_warmup"):
+            bad("lr_scheduler_type", f"'{self.lr_scheduler_type}' is not supported.")
+
+    @property
+    def uses_adapter(self) -> bool:
+        return self.method in ("lora", "qlora")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(self.to_yaml())
+
+    def cli_command(self, config_path: str | Path = "run.yaml") -> str:
+        """The headless command that reproduces this run."""
+        return f"python -m studio train {shlex.quote(str(config_path))}"
+
+
+def _coerce(spec: dataclasses.Field, value: Any, where: str) -> Any:
+    """YAML gives strings for `2e-4`-style numbers sometimes; convert with a clear message."""
+    target = spec.type if isinstance(spec.type, type) else {"int": int, "float": float, "str": str, "bool": bool}[spec.type]
+    if target is bool:
+        if isinstance(value, bool):
+            return value
+        raise StudioError(f"{spec.name}: expected true or false, got {value!r}.", where=where)
+    if target is str:
+        if value is None:
+            return ""
+        return str(value)
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+        if target is int:
+            if number != int(number):
+                raise ValueError
+            return int(number)
+        return number
+    except (TypeError, ValueError):
+        raise StudioError(f"{spec.name}: expected a{'n integer' if target is int else ' number'}, got {value!r}.", where=where) from None

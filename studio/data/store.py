@@ -1,0 +1,57 @@
+"""Saved datasets: an imported file is copied (never modified) into $STUDIO_HOME/datasets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+from ..errors import StudioError
+from ..paths import datasets_dir
+from .loader import Loaded, load_dataset_file
+
+
+def import_file(source: str | Path) -> tuple[Path, Loaded]:
+    """Copy a user's file into the studio's dataset folder, keyed by content hash, and load it.
+
+    The user's original is only read. Importing the same content twice reuses the same copy.
+    """
+    source = Path(source).expanduser()
+    loaded = load_dataset_file(source)  # validate first: a bad file is never stored
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    target_dir = datasets_dir() / f"{_safe(source.stem)}-{digest}"
+    target = target_dir / source.name
+    if not target.is_file():
+        target_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        provenance = {
+            "original_path": str(source),
+            "sha256_prefix": digest,
+            "imported_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "format": loaded.format,
+            "rows": len(loaded.rows),
+            "usable": len(loaded.conversations),
+            "problems": [str(p) for p in loaded.problems[:200]],
+        }
+        (target_dir / "provenance.json").write_text(json.dumps(provenance, indent=2))
+    loaded.path = target
+    return target, loaded
+
+
+def preview_rows(loaded: Loaded, limit: int = 20) -> list[dict]:
+    """A flat preview: system / user / assistant text of the first turns of each example."""
+    rows = []
+    for convo in loaded.conversations[:limit]:
+        messages = convo["messages"]
+        first = lambda role: next((m["content"] for m in messages if m["role"] == role), "")  # noqa: E731
+        rows.append({"system": first("system"), "user": first("user"), "assistant": first("assistant"), "turns": len(messages)})
+    return rows
+
+
+def _safe(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40].strip("-")
+    if not cleaned:
+        raise StudioError("the dataset file name has no usable characters.")
+    return cleaned

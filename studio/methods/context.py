@@ -1,0 +1,29 @@
+"""What a method gets besides its config: the run folder, logging, callbacks, resume point."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .callbacks import MetricsWriter
+
+
+@dataclass
+class RunContext:
+    run_dir: Path
+    resume_from: str | None = None
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("studio.run"))
+
+    def __post_init__(self):
+        self.metrics = MetricsWriter(self.run_dir)
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def log(self, message: str) -> None:
+        self.logger.info(message)
+
+    def callbacks(self) -> list:
+        return [self.metrics]

