@@ -14,7 +14,7 @@ CSS = (ASSETS / "studio.css").read_text() if (ASSETS / "studio.css").exists() el
 
 def build_app() -> gr.Blocks:
     with gr.Blocks(title="Fine-tuning Studio") as app:
-        gr.Markdown("# 🎛️ Fine-tuning Studio\nData → Train → Chat. Everything runs on this machine; nothing is uploaded.", elem_id="studio-title")
+        gr.Markdown("# Fine-tuning Studio\nData → Train → Chat. Everything runs on this machine; nothing is uploaded.", elem_id="studio-title")
         dataset_path = gr.State(None)
         with gr.Tabs():
             with gr.Tab("Data", id="data"):

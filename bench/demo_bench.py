@@ -1,0 +1,108 @@
+"""Demo-run benchmark: the studio's path vs the plain TRL + PEFT script a user would write.
+
+Both train one LoRA epoch of the demo dataset on the embedded model, same hyperparameters, same
+machine, one after the other in this one invocation. Prints and writes bench/results/demo_cpu.json.
+
+    .venv/bin/python bench/demo_bench.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DATA = REPO / "assets" / "demo" / "json_answers.jsonl"
+SETTINGS = dict(num_train_epochs=1, learning_rate=1.0e-3, max_length=256, per_device_train_batch_size=8, lora_r=16, lora_alpha=32)
+
+
+def studio_run(home: Path) -> dict:
+    import yaml
+
+    config = home / "run.yaml"
+    config.write_text(yaml.safe_dump({"model": "embedded", "method": "lora", "data": str(DATA), **SETTINGS}))
+    started = time.time()
+    result = subprocess.run([sys.executable, "-m", "studio", "train", str(config)], cwd=REPO, env={**os.environ, "STUDIO_HOME": str(home)}, capture_output=True, text=True)
+    wall = time.time() - started
+    if result.returncode:
+        raise SystemExit(result.stderr[-2000:])
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if "loss" in r]
+    summary = next(r for r in rows if "train_runtime" in r)
+    return {
+        "wall_seconds_including_process_start": round(wall, 1),
+        "train_runtime_seconds": round(summary["train_runtime"], 1),
+        "tokens": train[-1]["num_tokens"],
+        "tokens_per_second": round(train[-1]["num_tokens"] / summary["train_runtime"], 1),
+        "final_loss": round(train[-1]["loss"], 4),
+    }
+
+
+BASELINE = r'''
+import json, sys, time
+from datasets import Dataset
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import SFTConfig, SFTTrainer
+model_dir, data, out, s = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+rows = [json.loads(l) for l in open(data)]
+ds = Dataset.from_list([{"prompt": [{"role": "user", "content": r["instruction"]}], "completion": [{"role": "assistant", "content": r["output"]}]} for r in rows])
+tok = AutoTokenizer.from_pretrained(model_dir)
+model = AutoModelForCausalLM.from_pretrained(model_dir)
+args = SFTConfig(output_dir=out, num_train_epochs=s["num_train_epochs"], learning_rate=s["learning_rate"], max_length=s["max_length"],
+                 per_device_train_batch_size=s["per_device_train_batch_size"], logging_steps=1, report_to=[], save_strategy="no", disable_tqdm=True)
+trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
+                     peft_config=LoraConfig(r=s["lora_r"], lora_alpha=s["lora_alpha"], lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"))
+t = time.time(); result = trainer.train(); runtime = time.time() - t
+tokens = trainer.state.log_history[-2]["num_tokens"]
+print(json.dumps({"train_runtime_seconds": round(result.metrics["train_runtime"], 1), "tokens": tokens,
+                  "tokens_per_second": round(tokens / result.metrics["train_runtime"], 1), "final_loss": round(trainer.state.log_history[-2]["loss"], 4)}))
+'''
+
+
+def baseline_run(home: Path) -> dict:
+    from studio import models
+
+    os.environ["STUDIO_HOME"] = str(home)
+    model_dir = models.resolve("embedded").path  # the baseline starts from the same converted weights
+    started = time.time()
+    result = subprocess.run([sys.executable, "-c", BASELINE, str(model_dir), str(DATA), str(home / "baseline"), json.dumps(SETTINGS)], capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(result.stderr[-2000:])
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    data["wall_seconds_including_process_start"] = round(time.time() - started, 1)
+    return data
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        studio = studio_run(home)
+        baseline = baseline_run(home)
+    import torch
+
+    result = {
+        "command": ".venv/bin/python bench/demo_bench.py",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "settings": SETTINGS,
+        "studio": studio,
+        "baseline_plain_trl_peft": baseline,
+        "studio_vs_baseline_tokens_per_second": round(studio["tokens_per_second"] / baseline["tokens_per_second"], 3),
+    }
+    out = REPO / "bench" / "results" / "demo_cpu.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

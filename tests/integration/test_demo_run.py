@@ -1,0 +1,91 @@
+"""The demo end to end through the real CLI: one LoRA epoch on the embedded model teaches the JSON shape."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from studio.chat import ChatEngine, GenerationSettings
+from studio.jobs import registry
+from studio.jobs.metrics import read_metrics
+from tests.conftest import DEMO_DATA, HELDOUT, run_cli, write_yaml
+
+pytestmark = pytest.mark.integration
+
+METRIC_KEYS = {"step", "loss", "learning_rate", "grad_norm", "tokens_per_second", "epoch", "time"}
+
+
+def shows_behaviour(answer: str) -> bool:
+    """The taught behaviour: the whole answer is a JSON object with `topic` and `answer`."""
+    try:
+        value = json.loads(answer.strip())
+    except json.JSONDecodeError:
+        return False
+    return isinstance(value, dict) and {"topic", "answer"} <= set(value)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    config = write_yaml(
+        tmp_path_factory.mktemp("cfg") / "run.yaml",
+        model="embedded",
+        method="lora",
+        data=str(DEMO_DATA),
+        num_train_epochs=1,
+        learning_rate=1.0e-3,
+        max_length=256,
+        per_device_train_batch_size=8,
+    )
+    result = run_cli("train", str(config), home=home)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return home, result
+
+
+def test_cli_writes_the_run_folder(demo_run, monkeypatch):
+    home, result = demo_run
+    run_dir = result.stdout.strip().splitlines()[-1]
+    assert run_dir.startswith(str(home / "runs"))
+    from pathlib import Path
+
+    run_dir = Path(run_dir)
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "log.txt").is_file()
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if "loss" in r]
+    assert len(rows) == 14  # 112 examples / batch 8, one epoch, logged every step
+    assert [r["step"] for r in rows] == list(range(1, 15))
+    for row in rows[1:]:
+        assert METRIC_KEYS <= set(row), row
+        assert row["tokens_per_second"] > 0
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    monkeypatch.setenv("STUDIO_HOME", str(home))
+    (record,) = registry.list_runs()
+    assert record.status == "completed" and record.final_metrics["global_step"] == 14
+
+
+def test_tuned_model_learned_the_json_shape_base_did_not(demo_run, monkeypatch):
+    home, _ = demo_run
+    monkeypatch.setenv("STUDIO_HOME", str(home))
+    (record,) = registry.list_runs()
+    engine = ChatEngine.for_run(record)
+    assert engine.base_side.base is engine.tuned_side.base  # one copy of the base weights
+    settings = GenerationSettings(temperature=0.0, max_new_tokens=40)
+    prompts = json.loads(HELDOUT.read_text())
+    assert len(prompts) == 10
+    tuned = [engine.answer([{"role": "user", "content": p}], tuned=True, settings=settings) for p in prompts]
+    base = [engine.answer([{"role": "user", "content": p}], tuned=False, settings=settings) for p in prompts]
+    tuned_hits = sum(map(shows_behaviour, tuned))
+    base_hits = sum(map(shows_behaviour, base))
+    print(f"tuned {tuned_hits}/10, base {base_hits}/10")
+    assert tuned_hits >= 8, tuned
+    assert base_hits <= 2, base
+
+
+def test_cli_chat_prints_the_answer_last(demo_run):
+    home, _ = demo_run
+    listing = run_cli("runs", "list", "--json", home=home)
+    (run,) = json.loads(listing.stdout)
+    result = run_cli("chat", run["id"], "--prompt", "What is the capital of Italy?", "--greedy", "--max-new-tokens", "24", home=home)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert shows_behaviour(result.stdout.strip().splitlines()[-1])
