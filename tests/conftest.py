@@ -41,3 +41,23 @@ def write_yaml(path: Path, **values) -> Path:
 
     path.write_text(yaml.safe_dump(values, sort_keys=False))
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_demo_run(tmp_path_factory):
+    """One real LoRA epoch of the demo dataset through the CLI, shared by every test that needs a
+    trained run (eval, export, chat). Returns (studio_home, completed CLI result)."""
+    home = tmp_path_factory.mktemp("demo_home")
+    config = write_yaml(
+        tmp_path_factory.mktemp("demo_cfg") / "run.yaml",
+        model="embedded",
+        method="lora",
+        data=str(DEMO_DATA),
+        num_train_epochs=1,
+        learning_rate=1.0e-3,
+        max_length=256,
+        per_device_train_batch_size=8,
+    )
+    result = run_cli("train", str(config), home=home)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return home, result

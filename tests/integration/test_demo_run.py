@@ -9,7 +9,7 @@ import pytest
 from studio.chat import ChatEngine, GenerationSettings
 from studio.jobs import registry
 from studio.jobs.metrics import read_metrics
-from tests.conftest import DEMO_DATA, HELDOUT, run_cli, write_yaml
+from tests.conftest import HELDOUT, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -25,26 +25,8 @@ def shows_behaviour(answer: str) -> bool:
     return isinstance(value, dict) and {"topic", "answer"} <= set(value)
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    config = write_yaml(
-        tmp_path_factory.mktemp("cfg") / "run.yaml",
-        model="embedded",
-        method="lora",
-        data=str(DEMO_DATA),
-        num_train_epochs=1,
-        learning_rate=1.0e-3,
-        max_length=256,
-        per_device_train_batch_size=8,
-    )
-    result = run_cli("train", str(config), home=home)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return home, result
-
-
-def test_cli_writes_the_run_folder(demo_run, monkeypatch):
-    home, result = demo_run
+def test_cli_writes_the_run_folder(trained_demo_run, monkeypatch):
+    home, result = trained_demo_run
     run_dir = result.stdout.strip().splitlines()[-1]
     assert run_dir.startswith(str(home / "runs"))
     from pathlib import Path
@@ -64,8 +46,8 @@ def test_cli_writes_the_run_folder(demo_run, monkeypatch):
     assert record.status == "completed" and record.final_metrics["global_step"] == 14
 
 
-def test_tuned_model_learned_the_json_shape_base_did_not(demo_run, monkeypatch):
-    home, _ = demo_run
+def test_tuned_model_learned_the_json_shape_base_did_not(trained_demo_run, monkeypatch):
+    home, _ = trained_demo_run
     monkeypatch.setenv("STUDIO_HOME", str(home))
     (record,) = registry.list_runs()
     engine = ChatEngine.for_run(record)
@@ -82,8 +64,8 @@ def test_tuned_model_learned_the_json_shape_base_did_not(demo_run, monkeypatch):
     assert base_hits <= 2, base
 
 
-def test_cli_chat_prints_the_answer_last(demo_run):
-    home, _ = demo_run
+def test_cli_chat_prints_the_answer_last(trained_demo_run):
+    home, _ = trained_demo_run
     listing = run_cli("runs", "list", "--json", home=home)
     (run,) = json.loads(listing.stdout)
     result = run_cli("chat", run["id"], "--prompt", "What is the capital of Italy?", "--greedy", "--max-new-tokens", "24", home=home)
