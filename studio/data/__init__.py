@@ -1,6 +1,11 @@
-"""Datasets: load files, detect their format, validate row by row, convert to chat messages."""
+"""Datasets: load files, detect their format, validate row by row, convert to the internal form,
+clean, profile, and save versions. See `loader` for the trainer-facing `to_trl`."""
 
-from .loader import Loaded, Problem, detect_format, load_dataset_file, to_messages
+from .formats import FORMAT_HELP, FORMATS, convert, detect_format, to_messages
+from .loader import Loaded, Problem, load_dataset_file, load_dataset_files, parse_mapping, scan, to_trl
 from .store import import_file, preview_rows
 
-__all__ = ["Loaded", "Problem", "detect_format", "import_file", "load_dataset_file", "preview_rows", "to_messages"]
+__all__ = [
+    "FORMATS", "FORMAT_HELP", "Loaded", "Problem", "convert", "detect_format", "import_file", "load_dataset_file",
+    "load_dataset_files", "parse_mapping", "preview_rows", "scan", "to_messages", "to_trl",
+]

@@ -45,8 +45,11 @@ def test_bad_rows_are_reported_with_row_line_and_field_and_good_rows_kept(tmp_pa
     )
     loaded = load_dataset_file(path)
     assert len(loaded.conversations) == 2
-    found = {(p.row, p.line, p.field) for p in loaded.problems}
+    found = {(p.row, p.line, p.field) for p in loaded.problems if p.severity == "error"}
     assert found == {(2, 2, "(line)"), (3, 3, "output"), (4, 4, "instruction")}
+    warnings = [(p.row, p.kind, p.message) for p in loaded.problems if p.severity == "warning"]
+    assert warnings == [(5, "duplicate", "duplicate of row 1")]
+    assert loaded.dropped_by_reason == {"broken JSON": 1, "empty response": 1, "wrong type": 1}
     assert "broken JSON" in str(loaded.problems[0])
 
 
