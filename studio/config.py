@@ -57,6 +57,7 @@ class RunConfig:
     use_dora: bool = _f(False, "Weight-decomposed LoRA (DoRA): slower, sometimes better.")
     use_rslora: bool = _f(False, "Rank-stabilised LoRA scaling (alpha / sqrt(r)).")
     gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
+    fast_path: bool = _f(True, "On a CUDA GPU: Liger kernels, padding-free packing and a memory plan that fits the card (see studio/perf.py). No effect on CPU.")
     eval_fraction: float = _f(0.0, "Fraction of the data held out for eval loss (0 disables eval).")
     logging_steps: int = _f(1, "Log metrics every N steps.")
     save_steps: int = _f(10, "Save a resumable checkpoint every N steps.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from datasets import Dataset
 
-from .. import models
+from .. import models, perf
 from ..config import LORA_TARGETS, RunConfig
 from ..data import load_dataset_file
 from .context import RunContext
@@ -101,9 +101,10 @@ def run(cfg: RunConfig, ctx: RunContext) -> dict:
     ctx.log(f"model: {resolved.display_name} ({resolved.kind}) from {resolved.path}")
     tokenizer = models.load_tokenizer(resolved)
     model = load_model(cfg, resolved)
+    args, model = perf.apply(cfg, training_args(cfg, ctx, evaluation is not None), model)  # CUDA only
     trainer = SFTTrainer(
         model=model,
-        args=training_args(cfg, ctx, evaluation is not None),
+        args=args,
         train_dataset=train,
         eval_dataset=evaluation,
         processing_class=tokenizer,

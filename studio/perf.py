@@ -1,0 +1,292 @@
+"""The CUDA fast path for TRL trainers, and the settings chooser that makes a run fit the GPU.
+
+On a CUDA GPU, `apply` turns a trainer config built for correctness into one built for speed and
+memory, with the field's libraries only:
+- Liger kernels (fused linear cross-entropy: no full logits for big vocabularies; RMSNorm, RoPE,
+  SwiGLU) through TRL/transformers' `use_liger_kernel`, when liger-kernel is installed;
+  without it, TRL's chunked cross-entropy (`loss_type="chunked_nll"`);
+- padding-free packing (TRL `packing_strategy="bfd"`: position_ids, no pad tokens), with a
+  varlen-capable attention (flash-attention 2 where installed, else PyTorch's flex attention);
+- bf16 throughout, and for QLoRA no fp32 upcast of embeddings, head or logits (TRL >= 1.0 keeps
+  them bf16 and casts only the adapter; we never call `prepare_model_for_kbit_training`);
+- activation checkpointing only when the memory plan needs it, with CPU offload of the
+  checkpointed activations (TRL `activation_offloading`) when even that does not fit;
+- the micro-batch shrinks (and gradient accumulation grows, keeping the effective batch) until the
+  estimate fits the card.
+On the CPU nothing changes: `apply` returns its inputs.
+
+Disable with `fast_path: false` in the run config, or STUDIO_FAST_PATH=0.
+STUDIO_GPU_MEMORY_GIB caps the memory the plan may use (a shared GPU, or emulating a smaller card).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+
+GIB = 1024**3
+CONTEXT_RESERVE_GIB = 1.5  # CUDA context, cuBLAS workspaces and the allocator's fragmentation
+TRAINERS = ("sft", "dpo")
+
+log = logging.getLogger("studio.perf")
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The few numbers of a decoder-only transformer that decide its training memory and FLOPs."""
+
+    params: int
+    layers: int
+    hidden: int
+    intermediate: int
+    vocab: int
+    heads: int
+    kv_heads: int
+    tied_embeddings: bool
+
+    @classmethod
+    def from_config(cls, config) -> "ModelShape":
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        hidden = config.hidden_size
+        layers = config.num_hidden_layers
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or hidden // heads
+        intermediate = config.intermediate_size
+        vocab = config.vocab_size
+        tied = bool(getattr(config, "tie_word_embeddings", False))
+        per_layer = hidden * head_dim * (heads * 2 + kv_heads * 2) + 3 * hidden * intermediate + 2 * hidden
+        params = layers * per_layer + vocab * hidden * (1 if tied else 2) + hidden
+        return cls(params, layers, hidden, intermediate, vocab, heads, kv_heads, tied)
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
+
+    @property
+    def matmul_params(self) -> int:
+        """Parameters that take part in a matrix product per token (layers + output head)."""
+        return self.params - self.vocab * self.hidden + (self.vocab * self.hidden if self.tied_embeddings else 0)
+
+    def lora_params(self, rank: int, target: str = "all-linear") -> int:
+        head_dim = self.hidden // self.heads
+        kv = self.kv_heads * head_dim
+        attention = (self.hidden + self.hidden) * 2 + (self.hidden + kv) * 2  # q, o, k, v
+        mlp = (self.hidden + self.intermediate) * 3  # gate, up, down
+        return rank * self.layers * (attention + (mlp if target == "all-linear" else 0))
+
+
+def training_flops_per_token(shape: ModelShape, method: str, lora_rank: int, seq_len: int) -> float:
+    """Model FLOPs per trained token (no recomputation counted), as MFU is usually defined.
+
+    Adapter training: forward 2N + input-gradient 2N over the frozen matmuls, 6 per adapter weight;
+    full training: 6N. Attention scores/values: 4*s*h per layer forward, causal halves it, x3 for backward.
+    """
+    frozen = 4.0 * shape.matmul_params
+    if method in ("full", "instruction"):
+        frozen = 6.0 * shape.matmul_params
+    adapter = 6.0 * shape.lora_params(lora_rank) if method in ("lora", "qlora", "dpo") else 0.0
+    attention = 3 * 2.0 * seq_len * shape.hidden * shape.layers
+    return frozen + adapter + attention
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the chooser decided, and the memory estimate behind it."""
+
+    per_device_train_batch_size: int
+    gradient_accumulation_steps: int
+    max_length: int
+    gradient_checkpointing: bool
+    activation_offloading: bool
+    estimated_gib: float
+    budget_gib: float
+
+    @property
+    def fits(self) -> bool:
+        return self.estimated_gib <= self.budget_gib
+
+    def describe(self) -> str:
+        extras = ["checkpointing" if self.gradient_checkpointing else "no checkpointing"]
+        if self.activation_offloading:
+            extras.append("CPU offload of activations")
+        verdict = "fits" if self.fits else "does NOT fit"
+        return (
+            f"batch {self.per_device_train_batch_size} x {self.max_length} tokens, accumulation {self.gradient_accumulation_steps}, "
+            f"{', '.join(extras)}: ~{self.estimated_gib:.1f} GiB of {self.budget_gib:.1f} GiB ({verdict})"
+        )
+
+
+def estimate_gib(
+    shape: ModelShape,
+    method: str,
+    tokens: int,
+    *,
+    lora_rank: int = 16,
+    gradient_checkpointing: bool,
+    activation_offloading: bool = False,
+    fused_loss: bool = True,
+    lora_dropout: float = 0.0,
+) -> float:
+    """Peak training memory in GiB: weights + trainable state + activations + loss + overhead.
+
+    The activation coefficients are elements per token per layer saved for backward by a Llama-style
+    block in bf16 (norms, q/k/v/o inputs and outputs, SwiGLU gate/up/product); dropout on the LoRA
+    path keeps extra copies of each adapted input. Calibrated against bench/results/gpu.json.
+    """
+    h, i, layers = shape.hidden, shape.intermediate, shape.layers
+    body = shape.params - shape.embedding_params
+    if method == "qlora":
+        weights = body * 0.53 + shape.embedding_params * 2  # NF4 + double-quantised scales; embeddings/head stay bf16
+    else:
+        weights = shape.params * 2
+    if method in ("full", "instruction"):
+        trainable = shape.params * (2 + 8)  # bf16 gradients + fp32 AdamW moments
+    else:
+        trainable = shape.lora_params(lora_rank) * 16  # fp32 adapter, gradient and two moments
+    per_layer = 12 * h + 4 * i + (4 * h + i if lora_dropout > 0 else 0)  # elements per token
+    layer_bytes = per_layer * 2 * tokens
+    if gradient_checkpointing:
+        checkpoints = 0 if activation_offloading else layers * h * 2 * tokens
+        activations = checkpoints + 2.0 * layer_bytes  # one block recomputed, plus its gradients
+    else:
+        activations = layers * layer_bytes + layer_bytes
+    if fused_loss:
+        loss = tokens * h * 2 * 2 + 512 * 1024**2  # hidden-state gradient + one chunk of logits
+    else:
+        loss = tokens * shape.vocab * (2 + 4 + 4)  # bf16 logits, fp32 upcast and its gradient
+    overhead = 0.6 * GIB
+    return (weights + trainable + activations + loss + overhead) / GIB
+
+
+def choose(
+    shape: ModelShape,
+    method: str,
+    *,
+    budget_gib: float,
+    batch_size: int,
+    max_length: int,
+    gradient_accumulation_steps: int = 1,
+    lora_rank: int = 16,
+    lora_dropout: float = 0.0,
+    fused_loss: bool = True,
+    force_checkpointing: bool = False,
+) -> Plan:
+    """The fastest settings that fit: no checkpointing if it fits, then checkpointing, then CPU
+    offload, then a smaller micro-batch with more accumulation (same effective batch)."""
+
+    def plan(batch: int, checkpointing: bool, offload: bool) -> Plan:
+        est = estimate_gib(
+            shape, method, batch * max_length, lora_rank=lora_rank, gradient_checkpointing=checkpointing,
+            activation_offloading=offload, fused_loss=fused_loss, lora_dropout=lora_dropout,
+        )
+        accumulation = max(1, gradient_accumulation_steps * batch_size // batch)
+        return Plan(batch, accumulation, max_length, checkpointing, offload, round(est, 2), round(budget_gib, 2))
+
+    options = [(True, False), (True, True)] if force_checkpointing else [(False, False), (True, False), (True, True)]
+    batch = max(1, batch_size)
+    while True:
+        for checkpointing, offload in options:
+            candidate = plan(batch, checkpointing, offload)
+            if candidate.fits:
+                return candidate
+        if batch == 1:
+            return candidate  # the smallest plan; it does not fit, and says so
+        batch = max(1, batch // 2)
+
+
+def liger_available() -> bool:
+    return importlib.util.find_spec("liger_kernel") is not None and importlib.util.find_spec("triton") is not None
+
+
+def packed_attention() -> str | None:
+    """An attention implementation that keeps packed sequences apart without a dense mask."""
+    choice = os.environ.get("STUDIO_ATTENTION")
+    if choice:
+        return None if choice == "none" else choice
+    if importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "flex_attention"
+
+
+def enabled(cfg=None) -> bool:
+    import torch
+
+    if os.environ.get("STUDIO_FAST_PATH", "1") == "0" or (cfg is not None and not getattr(cfg, "fast_path", True)):
+        return False
+    return torch.cuda.is_available()
+
+
+def gpu_budget_gib() -> float:
+    """Memory the plan may use: STUDIO_GPU_MEMORY_GIB if set, else the card's total minus the context."""
+    import torch
+
+    if os.environ.get("STUDIO_GPU_MEMORY_GIB"):
+        return float(os.environ["STUDIO_GPU_MEMORY_GIB"])
+    total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+    return total / GIB - CONTEXT_RESERVE_GIB
+
+
+def trainer_overrides(plan: Plan, *, trainer: str = "sft", liger: bool, packing: bool) -> dict:
+    """Trainer-config fields the fast path sets (pure: unit-tested on the CPU)."""
+    if trainer not in TRAINERS:
+        raise ValueError(f"unknown trainer {trainer!r}")
+    out = {
+        "bf16": True,
+        "per_device_train_batch_size": plan.per_device_train_batch_size,
+        "gradient_accumulation_steps": plan.gradient_accumulation_steps,
+        "gradient_checkpointing": plan.gradient_checkpointing,
+        "use_liger_kernel": liger,
+    }
+    if plan.gradient_checkpointing:
+        # Reentrant checkpoints save their inputs through saved-tensor hooks, which is what lets the
+        # offload context move them to CPU; non-reentrant ones keep them on the GPU.
+        out["gradient_checkpointing_kwargs"] = {"use_reentrant": plan.activation_offloading}
+    if trainer == "sft":
+        out["activation_offloading"] = plan.activation_offloading
+        out["loss_type"] = "nll" if liger else "chunked_nll"
+        if packing:
+            out.update(packing=True, packing_strategy="bfd", padding_free=True)
+    else:
+        out["padding_free"] = packing
+    return out
+
+
+def apply(cfg, args, model, *, trainer: str = "sft"):
+    """Return (args, model) set up for the fast path on CUDA; unchanged elsewhere.
+
+    `args` is a TRL config (SFTConfig, DPOConfig); it is rebuilt with `dataclasses.replace` so its
+    own validation runs again. `model` is the loaded (maybe 4-bit) model, not yet wrapped by PEFT.
+    """
+    if not enabled(cfg):
+        return args, model
+    shape = ModelShape.from_config(model.config)
+    liger = liger_available()
+    attention = packed_attention()
+    packing = attention is not None
+    tokens_per_row = args.max_length or cfg.max_length
+    plan = choose(
+        shape,
+        cfg.method,
+        budget_gib=gpu_budget_gib(),
+        batch_size=args.per_device_train_batch_size * (2 if trainer == "dpo" else 1),
+        max_length=tokens_per_row,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        lora_rank=getattr(cfg, "lora_r", 16),
+        lora_dropout=getattr(cfg, "lora_dropout", 0.0),
+        fused_loss=True,
+        force_checkpointing=bool(getattr(cfg, "gradient_checkpointing", False)),
+    )
+    if trainer == "dpo":  # a DPO row is a chosen + rejected pair
+        plan = dataclasses.replace(plan, per_device_train_batch_size=max(1, plan.per_device_train_batch_size // 2))
+    log.info(f"fast path: {plan.describe()}; liger {'on' if liger else 'off (pip install liger-kernel)'}; "
+             f"{'padding-free packing with ' + attention if packing else 'padded batches'}")
+    if not plan.fits:
+        log.warning("the memory estimate exceeds the GPU budget; the run may stop with out-of-memory. "
+                    "Lower max_length, or use method: qlora.")
+    if packing and getattr(model.config, "_attn_implementation", None) != attention:
+        model.set_attn_implementation(attention)
+    return dataclasses.replace(args, **trainer_overrides(plan, trainer=trainer, liger=liger, packing=packing)), model
