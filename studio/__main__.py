@@ -77,13 +77,9 @@ def cmd_chat(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from .data import load_dataset_file
+    from .data.cli import main as data_main
 
-    loaded = load_dataset_file(args.path)
-    print(loaded.summary)
-    for problem in loaded.problems[:50]:
-        print(f"  {problem}")
-    return 0
+    return data_main(args.data_args)
 
 
 def cmd_models(args) -> int:
@@ -120,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--greedy", action="store_true")
     chat.set_defaults(func=cmd_chat)
 
-    data = sub.add_parser("data", help="inspect a dataset file: format, usable rows, problems")
-    data.add_argument("path")
+    data = sub.add_parser("data", help="datasets: inspect PATH [--json] | prepare PATH --name N | versions (see `data -h`)", add_help=False)
+    data.add_argument("data_args", nargs=argparse.REMAINDER)
     data.set_defaults(func=cmd_data)
     model = sub.add_parser("models", help="prepare a model (converts the embedded GGUF once)")
     model.add_argument("action", choices=["prepare"])
@@ -131,7 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["data"]:  # `data` has its own sub-commands and options (studio/data/cli.py)
+        args = argparse.Namespace(func=cmd_data, data_args=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except StudioError as err:

@@ -1,0 +1,90 @@
+"""`python -m studio data inspect|prepare|versions ...` (and the short form `data PATH` = inspect)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..errors import StudioError
+from .formats import FORMATS
+
+ACTIONS = ("inspect", "prepare", "versions")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="files (JSON, JSONL, CSV, TSV, Parquet, text) or saved dataset folders")
+    parser.add_argument("--format", dest="fmt", choices=FORMATS, help="override the detected format")
+    parser.add_argument("--map", dest="mapping", default="", help="column mapping, e.g. 'question=instruction,answer=output'")
+    parser.add_argument("--model", default="embedded", help="tokenizer for token counts (default: embedded)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m studio data", description="Inspect, clean and version datasets.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    inspect = sub.add_parser("inspect", help="format, usable rows, every problem (row, line, field), token stats")
+    _common(inspect)
+    inspect.add_argument("--json", action="store_true", help="print the report as JSON")
+    inspect.add_argument("--max-length", type=int, default=512, help="token cutoff to count truncation against")
+    inspect.add_argument("--no-tokens", action="store_true", help="skip token statistics (no tokenizer load)")
+    prepare = sub.add_parser("prepare", help="validate, clean, split and save a dataset version")
+    _common(prepare)
+    prepare.add_argument("--name", required=True, help="dataset name; saved as datasets/NAME/vN")
+    prepare.add_argument("--eval-fraction", type=float, default=0.1)
+    prepare.add_argument("--seed", type=int, default=42)
+    prepare.add_argument("--mix-general", type=float, default=0.0, help="add this ratio of general-capability examples to train")
+    prepare.add_argument("--keep-duplicates", action="store_true", help="skip exact dedup")
+    prepare.add_argument("--keep-empty", action="store_true", help="keep whitespace-only rows")
+    prepare.add_argument("--near-dup", type=float, default=None, help="drop near duplicates at this Jaccard similarity (e.g. 0.85)")
+    prepare.add_argument("--min-tokens", type=int, default=None)
+    prepare.add_argument("--max-tokens", type=int, default=None, help="drop examples longer than this (model's tokenizer)")
+    prepare.add_argument("--scrub-pii", action="store_true", help="replace emails, phone numbers and keys")
+    prepare.add_argument("--json", action="store_true")
+    versions = sub.add_parser("versions", help="list saved dataset versions")
+    versions.add_argument("name", nargs="?")
+    versions.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] not in ACTIONS and not argv[0].startswith("-"):
+        argv = ["inspect", *argv]  # the short form: `data PATH`
+    args = build_parser().parse_args(argv)
+    if args.action == "inspect":
+        from .inspect import inspect_paths, render_text
+
+        report = inspect_paths(args.paths, args.fmt, mapping=args.mapping, model=None if args.no_tokens else args.model, max_length=args.max_length)
+        print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else render_text(report))
+        return 0
+    if args.action == "prepare":
+        from .clean import CleanOptions
+        from .versions import prepare
+
+        options = CleanOptions(
+            drop_empty=not args.keep_empty,
+            exact_dedup=not args.keep_duplicates,
+            near_dup_threshold=args.near_dup,
+            min_tokens=args.min_tokens,
+            max_tokens=args.max_tokens,
+            scrub_pii=args.scrub_pii,
+        )
+        if args.near_dup is not None and not 0 < args.near_dup <= 1:
+            raise StudioError(f"--near-dup must be a similarity between 0 and 1, got {args.near_dup}.")
+        result = prepare(args.paths, args.name, fmt=args.fmt, mapping=args.mapping, clean=options, model=args.model, eval_fraction=args.eval_fraction, seed=args.seed, mix_ratio=args.mix_general)
+        if args.json:
+            print(json.dumps({**result.manifest, "path": str(result.path)}, indent=2, ensure_ascii=False))
+        else:
+            counts = result.manifest["counts"]
+            print(f"saved {result.manifest['name']} {result.manifest['version']}: {counts['train']} train, {counts['eval']} eval ({counts['rows_read']} rows read, {counts['dropped_invalid']} invalid, {counts['before_cleaning'] - counts['after_cleaning']} removed by cleaning)")
+            for warning in result.warnings:
+                print(f"warning: {warning}")
+            print(result.path / "data.parquet")
+        return 0
+    from .versions import list_versions
+
+    manifests = list_versions(args.name)
+    if args.json:
+        print(json.dumps(manifests, indent=2, ensure_ascii=False))
+    else:
+        for m in manifests:
+            print(f"{m['name']:30s} {m['version']:5s} {m['format']:12s} {m['counts']['train']:>7} train {m['counts']['eval']:>6} eval  {m['created']}  {m['path']}")
+    return 0
