@@ -62,6 +62,9 @@ class RunConfig:
     logging_steps: int = _f(1, "Log metrics every N steps.")
     save_steps: int = _f(10, "Save a resumable checkpoint every N steps.")
     seed: int = _f(42, "Random seed for data order and initialisation.")
+    early_stopping_patience: int = _f(0, "Stop when eval loss has not improved for this many evaluations (needs eval_fraction > 0); 0 disables.")
+    tensorboard: bool = _f(False, "Also write TensorBoard event files to the run folder's tensorboard/ (open with `tensorboard --logdir`).")
+    gpus: str = _f("", "GPUs to train on: empty = all visible, `cpu` = CPU only, or ids like `0,1`. More than one launches `accelerate launch` (DDP for LoRA/QLoRA, FSDP for full SFT).")
 
     @classmethod
     def field_help(cls) -> dict[str, str]:
@@ -126,6 +129,11 @@ class RunConfig:
             bad("lora_target", f"'{self.lora_target}' is not one of {', '.join(LORA_TARGETS)}.")
         if self.lr_scheduler_type not in ("linear", "cosine", "constant", "constant_with_warmup"):
             bad("lr_scheduler_type", f"'{self.lr_scheduler_type}' is not supported.")
+        if self.early_stopping_patience < 0:
+            bad("early_stopping_patience", f"must be 0 (off) or a positive count, got {self.early_stopping_patience}.")
+        gpus = str(self.gpus).strip().lower()
+        if gpus not in ("", "cpu") and not all(part.strip().isdigit() for part in gpus.split(",")):
+            bad("gpus", f"'{self.gpus}' is not empty, `cpu`, or comma-separated GPU ids like `0,1`.")
 
     @property
     def uses_adapter(self) -> bool:
