@@ -33,7 +33,7 @@ def inspect_paths(
 
     def reservoir(index, record, example, origin) -> None:  # Algorithm R: a uniform sample in O(k) memory
         nonlocal seen
-        if example is None:
+        if example is None or not model:
             return
         seen += 1
         if len(sample) < sample_size:

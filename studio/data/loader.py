@@ -219,7 +219,7 @@ def scan(
     if forced and fmt not in FORMATS:
         raise StudioError(f"unknown format '{fmt}'.", hint="Use one of: " + ", ".join(FORMATS) + ".")
     result = ScanResult(format=fmt if forced else "")
-    seen: dict[int, tuple] = {}  # hash of a converted example -> (file, row) of its first copy
+    seen: dict[int, object] = {}  # hash of a converted example -> the row (and file) of its first copy
     index = 0
     many = len(paths) > 1
     for path in paths:
@@ -265,8 +265,9 @@ def scan(
                 digest = int.from_bytes(hashlib.blake2b(_canonical(example), digest_size=8).digest(), "big")
                 first = seen.get(digest)
                 if first is None:
-                    seen[digest] = origin
+                    seen[digest] = (label, record.row) if many else record.row  # a bare int: 1M rows stay ~100 MB
                 else:
+                    first = first if many else (label, first)
                     where = (f"{first[0]} " if many and first[0] != label else "") + f"row {first[1]}"
                     warning = Problem(record.row, record.line, "(row)", f"duplicate of {where}", "duplicate", "warning", label)
                     _add(result, warning, problem_limit)
@@ -287,7 +288,9 @@ def _mapped(record: Record, mapping: dict) -> Record:
 
 
 def _chain(buffer, records, mapping):
-    yield from buffer
+    buffer.reverse()
+    while buffer:  # hand the detection buffer over row by row, so it does not stay in memory
+        yield buffer.pop()
     for record in records:
         yield _mapped(record, mapping)
 

@@ -132,7 +132,7 @@ def save_version(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "format": stored_format,
         "source_format": fmt,
-        "sources": [{"path": str(p), "sha256": sha256_of(p)} for p in sources if Path(p).exists()],
+        "sources": [{"path": str(Path(p).resolve()), "sha256": sha256_of(Path(p))} for p in sources if Path(p).exists()],
         "filters": filters,
         "counts": {**counts, "train": len(train), "eval": len(eval_set)},
         "schema": {f.name: str(f.type) for f in table.schema},
