@@ -40,7 +40,7 @@ except ImportError:  # pragma: no cover
         return json.dumps(example, sort_keys=True).encode()
 
 
-DETECT_ROWS = 1000  # rows buffered to decide the format before streaming the rest
+DETECT_ROWS = 200  # rows buffered to decide the format before streaming the rest
 TRL_KINDS = ("messages", "prompt_completion", "text", "preference", "kto", "prompt_only")
 
 
