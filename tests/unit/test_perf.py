@@ -1,0 +1,130 @@
+"""The fast path's pure parts: model shapes, the memory chooser, the trainer overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from studio import perf
+
+LLAMA3_8B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                 num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False)
+QWEN25_14B = dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=48, num_attention_heads=40,
+                  num_key_value_heads=8, vocab_size=152064, tie_word_embeddings=False)
+
+
+class Config:
+    def __init__(self, **values):
+        self.__dict__.update(values)
+
+
+def shape(spec) -> perf.ModelShape:
+    return perf.ModelShape.from_config(Config(**spec))
+
+
+def test_shape_counts_match_the_published_sizes():
+    assert shape(LLAMA3_8B).params == pytest.approx(8_030_261_248, rel=1e-3)
+    assert shape(QWEN25_14B).params == pytest.approx(14_770_033_664, rel=2e-3)  # the q/k/v biases are left out
+    assert shape(LLAMA3_8B).lora_params(16) == 41_943_040  # PEFT's count for r=16 on all linear layers
+
+
+def test_flops_per_token_follow_the_method():
+    s = shape(LLAMA3_8B)
+    lora = perf.training_flops_per_token(s, "lora", 16, 2048)
+    full = perf.training_flops_per_token(s, "full", 16, 2048)
+    assert 4 * s.matmul_params < lora < 4.4 * s.matmul_params  # + adapters + attention at 2k
+    assert full > 1.4 * lora
+
+
+def test_chooser_picks_the_fastest_plan_that_fits():
+    s = shape(LLAMA3_8B)
+    roomy = perf.choose(s, "lora", budget_gib=138, batch_size=4, max_length=2048)
+    assert roomy.fits and not roomy.gradient_checkpointing and roomy.per_device_train_batch_size == 4
+    tight = perf.choose(s, "qlora", budget_gib=22.5, batch_size=4, max_length=2048)
+    assert tight.fits and tight.gradient_checkpointing
+    assert tight.estimated_gib <= 22.5
+
+
+def test_chooser_offloads_then_shrinks_the_batch_keeping_the_effective_batch():
+    s = shape(LLAMA3_8B)
+    long = perf.choose(s, "qlora", budget_gib=22.5, batch_size=1, max_length=65536)
+    assert long.gradient_checkpointing and long.activation_offloading
+    small = perf.choose(s, "qlora", budget_gib=22.5, batch_size=8, max_length=8192, gradient_accumulation_steps=2)
+    assert small.fits and small.per_device_train_batch_size < 8
+    assert small.per_device_train_batch_size * small.gradient_accumulation_steps == 16
+
+
+def test_chooser_says_when_nothing_fits():
+    plan = perf.choose(shape(QWEN25_14B), "full", budget_gib=22.5, batch_size=2, max_length=1024)
+    assert not plan.fits and plan.per_device_train_batch_size == 1
+    assert "does NOT fit" in plan.describe()
+
+
+def test_estimates_grow_with_tokens_and_shrink_with_checkpointing():
+    s = shape(LLAMA3_8B)
+    a = perf.estimate_gib(s, "qlora", 2048, gradient_checkpointing=False)
+    b = perf.estimate_gib(s, "qlora", 8192, gradient_checkpointing=False)
+    c = perf.estimate_gib(s, "qlora", 8192, gradient_checkpointing=True)
+    d = perf.estimate_gib(s, "qlora", 8192, gradient_checkpointing=True, activation_offloading=True)
+    e = perf.estimate_gib(s, "qlora", 8192, gradient_checkpointing=True, fused_loss=False)
+    assert a < b and c < b and d < c and e > c
+
+
+@pytest.mark.parametrize("liger", [True, False])
+def test_sft_overrides(liger):
+    plan = perf.Plan(2, 3, 1024, True, True, 10.0, 22.5)
+    out = perf.trainer_overrides(plan, trainer="sft", liger=liger, packing=True)
+    assert out["loss_type"] == ("nll" if liger else "chunked_nll")  # TRL refuses chunked_nll with Liger
+    assert out["packing"] and out["padding_free"] and out["packing_strategy"] == "bfd"
+    assert out["gradient_checkpointing_kwargs"] == {"use_reentrant": True}  # offload needs reentrant checkpoints
+    assert out["activation_offloading"] and out["use_liger_kernel"] == liger
+    assert (out["per_device_train_batch_size"], out["gradient_accumulation_steps"]) == (2, 3)
+
+
+def test_dpo_overrides_have_no_sft_only_keys():
+    plan = perf.Plan(4, 1, 1024, False, False, 10.0, 22.5)
+    out = perf.trainer_overrides(plan, trainer="dpo", liger=True, packing=True)
+    assert out["padding_free"] and "packing" not in out and "loss_type" not in out and "activation_offloading" not in out
+    assert "gradient_checkpointing_kwargs" not in out
+    with pytest.raises(ValueError):
+        perf.trainer_overrides(plan, trainer="ppo", liger=True, packing=True)
+
+
+def test_overrides_are_valid_trl_config_fields(tmp_path):
+    from trl import DPOConfig, SFTConfig
+
+    plan = perf.Plan(2, 2, 512, True, False, 10.0, 22.5)
+    sft = SFTConfig(output_dir=str(tmp_path), report_to=[], bf16=False, max_length=512)
+    changes = perf.trainer_overrides(plan, trainer="sft", liger=False, packing=True)
+    changes.pop("bf16")  # needs a GPU on some builds; the rest must be accepted as is
+    new = dataclasses.replace(sft, **changes)
+    assert new.packing and new.padding_free and new.loss_type == "chunked_nll" and new.gradient_accumulation_steps == 2
+    dpo = DPOConfig(output_dir=str(tmp_path), report_to=[], bf16=False)
+    changes = perf.trainer_overrides(plan, trainer="dpo", liger=False, packing=True)
+    changes.pop("bf16")
+    assert dataclasses.replace(dpo, **changes).padding_free
+
+
+def test_apply_is_a_no_op_without_cuda_or_when_disabled(monkeypatch):
+    import torch
+
+    args, model = object(), object()
+    cfg = Config(fast_path=True, method="lora")
+    if not torch.cuda.is_available():
+        assert perf.apply(cfg, args, model) == (args, model)
+    assert perf.apply(Config(fast_path=False, method="lora"), args, model) == (args, model)
+    monkeypatch.setenv("STUDIO_FAST_PATH", "0")
+    assert perf.apply(cfg, args, model) == (args, model)
+
+
+def test_gpu_budget_honours_the_override(monkeypatch):
+    monkeypatch.setenv("STUDIO_GPU_MEMORY_GIB", "22.5")
+    assert perf.gpu_budget_gib() == 22.5
+
+
+def test_packed_attention_override(monkeypatch):
+    monkeypatch.setenv("STUDIO_ATTENTION", "none")
+    assert perf.packed_attention() is None
+    monkeypatch.setenv("STUDIO_ATTENTION", "sdpa")
+    assert perf.packed_attention() == "sdpa"
