@@ -1,27 +1,78 @@
-"""Start Fine-tuning Studio: `python launch.py [--host 127.0.0.1] [--port 7860] [--auth user:pass]`."""
+"""Start Fine-tuning Studio.
+
+    python launch.py [--host 127.0.0.1] [--port 7860] [--auth user:pass | --auth-file FILE]
+
+Safe defaults: binds 127.0.0.1, no share link, uploads capped, and a non-loopback host is refused
+unless a login is required.
+"""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+MAX_UPLOAD = "2gb"
 
-def main() -> None:
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_auth(args: argparse.Namespace) -> list[tuple[str, str]] | None:
+    """Credentials from --auth user:pass or --auth-file (one user:pass per line)."""
+    lines: list[str] = []
+    if args.auth:
+        lines.append(args.auth)
+    if args.auth_file:
+        path = Path(args.auth_file).expanduser()
+        if not path.is_file():
+            raise SystemExit(f"error: --auth-file {path} not found.")
+        lines += [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    pairs = []
+    for number, line in enumerate(lines, start=1):
+        user, sep, password = line.partition(":")
+        if not sep or not user or not password:
+            raise SystemExit(f"error: credential {number} must look like user:password.")
+        pairs.append((user, password))
+    return pairs or None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Fine-tuning Studio")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--auth", help="require a login, as user:password")
-    args = parser.parse_args()
+    parser.add_argument("--auth-file", help="file with one user:password per line")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    auth = read_auth(args)
+    if not is_loopback(args.host) and not auth:
+        print(
+            f"error: refusing to serve on {args.host} without a login: anyone who can reach the port could "
+            "train, read your data and run models. Add --auth user:password (or --auth-file FILE), "
+            "or keep the default --host 127.0.0.1.",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
 
     from components.app import CSS, build_app
+    from studio.paths import studio_home
 
-    auth = tuple(args.auth.split(":", 1)) if args.auth else None
-    if args.host not in ("127.0.0.1", "localhost") and not auth:
-        print(f"warning: serving on {args.host} without --auth; anyone who can reach this port can use the studio.")
-    build_app().queue(default_concurrency_limit=4).launch(
+    build_app().queue(default_concurrency_limit=8).launch(
         server_name=args.host,
         server_port=args.port,
         auth=auth,
@@ -29,6 +80,8 @@ def main() -> None:
         css=CSS,
         footer_links=[],
         show_error=False,
+        allowed_paths=[str(studio_home())],
+        max_file_size=MAX_UPLOAD,
     )
 
 

@@ -48,6 +48,7 @@ def studio_run(home: Path) -> dict:
 
 BASELINE = r'''
 import json, sys, time
+import torch
 from datasets import Dataset
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -58,7 +59,8 @@ ds = Dataset.from_list([{"prompt": [{"role": "user", "content": r["instruction"]
 tok = AutoTokenizer.from_pretrained(model_dir)
 model = AutoModelForCausalLM.from_pretrained(model_dir)
 args = SFTConfig(output_dir=out, num_train_epochs=s["num_train_epochs"], learning_rate=s["learning_rate"], max_length=s["max_length"],
-                 per_device_train_batch_size=s["per_device_train_batch_size"], logging_steps=1, report_to=[], save_strategy="no", disable_tqdm=True)
+                 per_device_train_batch_size=s["per_device_train_batch_size"], logging_steps=1, report_to=[], save_strategy="no", disable_tqdm=True,
+                 bf16=torch.cuda.is_available())
 trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
                      peft_config=LoraConfig(r=s["lora_r"], lora_alpha=s["lora_alpha"], lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM"))
 t = time.time(); result = trainer.train(); runtime = time.time() - t

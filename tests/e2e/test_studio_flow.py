@@ -82,3 +82,34 @@ def test_reopening_the_browser_reattaches_to_the_run(app_server, page):
     page.get_by_role("tab", name="Train").click()
     wait_for(lambda: "COMPLETED" in page.locator("#train-status").inner_text(), 30, "the earlier run to show again")
     wait_for(lambda: plot_points(page) == 10, 10, "the earlier run's 10 loss points")
+
+
+def test_bad_input_gets_a_clear_message_in_the_ui(app_server, page, tmp_path):
+    page.goto(app_server["url"])
+    page.get_by_text("Fine-tuning Studio").first.wait_for()
+
+    page.locator("#data-path textarea, #data-path input").first.fill("/nonexistent/data.jsonl")
+    page.locator("#data-load").click()
+    page.locator("#data-status").get_by_text("file not found: /nonexistent/data.jsonl").wait_for(timeout=15_000)
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    page.locator("#data-upload input[type=file]").set_input_files(str(empty))
+    page.locator("#data-status").get_by_text("the dataset is empty").wait_for(timeout=15_000)
+    assert empty.read_text() == ""
+
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#train-data textarea, #train-data input").first.fill(str(DEMO_DATA))
+    lr = page.locator("#train-lr input")
+    lr.fill("-0.001")
+    lr.press("Tab")
+    page.locator("#train-start").click()
+    message = page.locator("#train-action").get_by_text("learning_rate: must be a positive number")
+    message.wait_for(timeout=15_000)
+    assert "Traceback" not in page.content()
+
+    lr.fill("0.001")
+    page.locator("#train-model textarea, #train-model input").first.fill(str(tmp_path / "no-such-model"))
+    page.locator("#train-start").click()
+    page.locator("#train-action").get_by_text("Model folder not found").wait_for(timeout=15_000)
+    page.screenshot(path=str(SCREENSHOTS / "05-bad-input.png"), full_page=True)
