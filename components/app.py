@@ -6,7 +6,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import chat_tab, data_tab, train_tab
+from . import chat_tab, data_tab, evaluate_tab, export_tab, train_tab
+from . import runs_tab
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CSS = (ASSETS / "studio.css").read_text() if (ASSETS / "studio.css").exists() else ""
@@ -21,8 +22,17 @@ def build_app() -> gr.Blocks:
                 data_tab.build(dataset_path)
             with gr.Tab("Train", id="train"):
                 train = train_tab.build(dataset_path)
+            with gr.Tab("Runs", id="runs") as runs_tab_item:
+                runs = runs_tab.build()
             with gr.Tab("Chat", id="chat") as chat_tab_item:
                 chat = chat_tab.build()
+            with gr.Tab("Evaluate", id="evaluate") as evaluate_tab_item:
+                evaluation = evaluate_tab.build()
+            with gr.Tab("Export", id="export") as export_tab_item:
+                exporting = export_tab.build()
         app.load(train["refresh_choices"], None, train["run_picker"])
-        chat_tab_item.select(chat["refresh_choices"], None, chat["run_picker"])
+        runs_tab_item.select(runs["refresh_all"], None, runs["refresh_targets"])
+        chat_tab_item.select(chat["refresh_all"], None, chat["refresh_targets"])
+        evaluate_tab_item.select(evaluation["refresh_choices"], None, evaluation["run_picker"])
+        export_tab_item.select(exporting["refresh_choices"], None, exporting["run_picker"])
     return app

@@ -1,4 +1,4 @@
-"""Headless CLI: `python -m studio train RUN.yaml`, `runs list|show|cancel|resume`, `chat`, `data`.
+"""Headless CLI: `python -m studio train RUN.yaml`, `runs list|show|cancel|resume`, `chat`, `eval`, `export`, `data`.
 
 User errors print one line (`error: ...`) and exit 2; they never print a traceback.
 """
@@ -27,7 +27,7 @@ def cmd_train(args) -> int:
         raise StudioError("give a run config: python -m studio train RUN.yaml")
     from .jobs.train import execute
 
-    run_dir = execute(args.config, run_id=args.run_id, resume=args.resume)
+    run_dir = execute(args.config, run_id=args.run_id, resume=args.resume, worker=args.worker)
     print(run_dir)
     return 0
 
@@ -42,7 +42,7 @@ def cmd_runs(args) -> int:
         else:
             for r in runs:
                 when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
-                print(f"{r.id:40s} {r.status:12s} {r.method:12s} {when}  {r.name}")
+                print(f"{r.id:40s} {r.status:12s} {r.method:12s} {(r.device or '-'):10s} {when}  {r.name}")
         return 0
     if not args.id:
         raise StudioError(f"`runs {args.action}` needs a run id (see `python -m studio runs list`).")
@@ -69,10 +69,71 @@ def cmd_chat(args) -> int:
     record = registry.get(args.run_id)
     if record is None:
         raise StudioError(f"no run with id {args.run_id}.", hint="See `python -m studio runs list`.")
+    temperature = 0.0 if args.greedy else args.temperature
+    settings = GenerationSettings(system_prompt=args.system or "", max_new_tokens=args.max_new_tokens, temperature=temperature, seed=args.seed)
+    if args.suite:
+        return _chat_suite(args, record, settings)
+    if not args.prompt:
+        raise StudioError("give a prompt (--prompt TEXT) or a prompt suite (--suite FILE).")
     engine = ChatEngine.for_run(record)
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=0.0 if args.greedy else 0.7)
     answer = engine.answer([{"role": "user", "content": args.prompt}], tuned=not args.base, settings=settings)
     print(answer.replace("\n", " "))
+    return 0
+
+
+def _chat_suite(args, record, settings) -> int:
+    """Run a prompt suite on the run's tuned model and `--against` (default: its base model)."""
+    from pathlib import Path
+
+    from .chat import ChatEngine, load_prompt_suite, run_prompt_suite, write_suite_report
+
+    prompts = load_prompt_suite(args.suite)
+    engine = ChatEngine.for_choices(args.against or f"base:{_run_base(record)}", record.id)
+    result = run_prompt_suite(engine, prompts, settings, progress=lambda done, total: print(f"{done}/{total} answers", file=sys.stderr))
+    html_path, md_path = write_suite_report(result, Path(args.report or Path(record.run_dir) / "suites" / Path(args.suite).stem), title=f"Prompt suite · {Path(args.suite).name}")
+    print(md_path.read_text())
+    print(html_path)
+    return 0
+
+
+def _run_base(record) -> str:
+    from .chat import run_base_source
+
+    return run_base_source(record)
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import EvalOptions, evaluate_run, summary_markdown
+    from .jobs import registry
+
+    record = registry.get(args.run_id)
+    if record is None:
+        raise StudioError(f"no run with id {args.run_id}.", hint="See `python -m studio runs list`.")
+    options = EvalOptions(data=args.data, max_examples=args.max_examples, max_new_tokens=args.max_new_tokens, probes=not args.no_probes, judge=args.judge)
+    progress = (lambda fraction, message: print(f"[{fraction:4.0%}] {message}", file=sys.stderr)) if not args.json else None
+    results = evaluate_run(record, options, progress=progress)
+    if args.json:
+        print(json.dumps(results))
+    else:
+        print(summary_markdown(results))
+        print(results["report"])
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_run, zip_folder
+    from .jobs import registry
+
+    record = registry.get(args.run_id)
+    if record is None:
+        raise StudioError(f"no run with id {args.run_id}.", hint="See `python -m studio runs list`.")
+    gguf_types = tuple(args.gguf_type) if args.gguf_type else ("f16", "q8_0")
+    summary = export_run(record, args.format, args.out, gguf_types=gguf_types, verify=not args.no_verify,
+                         progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", file=sys.stderr))
+    if args.zip is not None:
+        summary["zip"] = str(zip_folder(args.out, args.zip or None))
+    print(json.dumps(summary, indent=2))
+    print(summary["out"])
     return 0
 
 
@@ -99,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", nargs="?")
     train.add_argument("--run-id", help="use this run id (the UI passes one)")
     train.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    train.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one rank of a studio-launched multi-GPU run
     train.add_argument("--help-config", action="store_true", help="list every config key with its help")
     train.set_defaults(func=cmd_train)
 
@@ -108,13 +170,38 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(func=cmd_runs)
 
-    chat = sub.add_parser("chat", help="ask a trained run (or its base model) one question")
+    chat = sub.add_parser("chat", help="ask a trained run (or its base model) one question, or run a prompt suite")
     chat.add_argument("run_id")
-    chat.add_argument("--prompt", required=True)
+    chat.add_argument("--prompt")
     chat.add_argument("--base", action="store_true", help="answer with the base model (adapter off)")
     chat.add_argument("--max-new-tokens", type=int, default=128)
     chat.add_argument("--greedy", action="store_true")
+    chat.add_argument("--temperature", type=float, default=0.7)
+    chat.add_argument("--seed", type=int, default=0)
+    chat.add_argument("--system", help="system prompt")
+    chat.add_argument("--suite", help="a CSV/JSON/JSONL prompt suite to run on both sides")
+    chat.add_argument("--against", help="the other side for --suite: a run id or base:MODEL (default: the run's base)")
+    chat.add_argument("--report", help="folder for the suite's report.html and report.md")
     chat.set_defaults(func=cmd_chat)
+
+    evaluation = sub.add_parser("eval", help="evaluate a run, base vs tuned: eval loss, task metrics, capability probe")
+    evaluation.add_argument("run_id")
+    evaluation.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    evaluation.add_argument("--data", help="eval file (default: the run's held-out split or DATA.heldout.jsonl)")
+    evaluation.add_argument("--max-examples", type=int, default=64)
+    evaluation.add_argument("--max-new-tokens", type=int, default=48)
+    evaluation.add_argument("--no-probes", action="store_true", help="skip the capability-regression probe")
+    evaluation.add_argument("--judge", help="a local model (e.g. embedded) to judge base vs tuned answers")
+    evaluation.set_defaults(func=cmd_eval)
+
+    export = sub.add_parser("export", help="export a run: adapter, merged safetensors or GGUF, with a model card")
+    export.add_argument("run_id")
+    export.add_argument("--format", required=True, choices=["adapter", "merged", "gguf"])
+    export.add_argument("--out", required=True, help="an empty or new folder")
+    export.add_argument("--gguf-type", action="append", choices=["f16", "q8_0"], help="GGUF type(s); default both")
+    export.add_argument("--no-verify", action="store_true", help="skip loading the export back")
+    export.add_argument("--zip", nargs="?", const="", default=None, metavar="ZIP", help="also zip the export (to ZIP, default OUT.zip)")
+    export.set_defaults(func=cmd_export)
 
     data = sub.add_parser("data", help="datasets: inspect PATH [--json] | prepare PATH --name N | versions (see `data -h`)", add_help=False)
     data.add_argument("data_args", nargs=argparse.REMAINDER)

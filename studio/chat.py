@@ -13,10 +13,11 @@ processors, so temperature/top-p behave exactly as in generate().
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import yaml
@@ -88,6 +89,19 @@ class Side:
     adapter: str | None  # None: adapter disabled (the base model)
     label: str
 
+    @contextlib.contextmanager
+    def active(self):
+        """The model with this side's adapter state, held under the base's lock."""
+        with self.base.lock:
+            model = self.base.model
+            if self.adapter is None and hasattr(model, "disable_adapter"):
+                with model.disable_adapter():
+                    yield model
+            else:
+                if self.adapter is not None:
+                    model.set_adapter(self.adapter)
+                yield model
+
 
 class ChatEngine:
     """Answers from a run's base model (adapter off) and its tuned model (adapter on)."""
@@ -116,6 +130,11 @@ class ChatEngine:
         base = pool.base(source)
         side = Side(base, None, f"base ({base.resolved.display_name})")
         return cls(side, side)
+
+    @classmethod
+    def for_choices(cls, left: str, right: str, pool: ModelPool = POOL) -> "ChatEngine":
+        """Any two sides: each a run id (its tuned model) or `base:SOURCE` (a base model, adapters off)."""
+        return cls(side_for(left, pool), side_for(right, pool))
 
     def stream_pair(self, messages: list[dict], settings: GenerationSettings) -> Iterator[tuple[str, str]]:
         """Yield (base_text, tuned_text) after every token of either side."""
@@ -165,16 +184,8 @@ class _Decoder:
     @torch.inference_mode()
     def step(self) -> str:
         base = self.side.base
-        with base.lock:
-            model = base.model
-            if self.side.adapter is None and hasattr(model, "disable_adapter"):
-                context = model.disable_adapter()
-            else:
-                if self.side.adapter is not None:
-                    model.set_adapter(self.side.adapter)
-                context = _null()
-            with context:
-                out = model(input_ids=self.next_input.to(model.device), past_key_values=self.past, use_cache=True)
+        with self.side.active() as model:
+            out = model(input_ids=self.next_input.to(model.device), past_key_values=self.past, use_cache=True)
         self.past = out.past_key_values
         logits = out.logits[:, -1, :].float().cpu()
         if self.sample:
@@ -192,14 +203,6 @@ class _Decoder:
         return base.tokenizer.decode(self.generated, skip_special_tokens=True)
 
 
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _stop_ids(base: LoadedBase) -> set[int]:
     ids = set()
     tokenizer = base.tokenizer
@@ -212,3 +215,396 @@ def _stop_ids(base: LoadedBase) -> set[int]:
         if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
             ids.add(token_id)
     return ids
+
+
+BASE_PREFIX = "base:"
+
+
+def _run_record(run_id: str):
+    from .jobs import registry
+
+    record = registry.get(run_id)
+    if record is None:
+        raise StudioError(f"no run with id {run_id}.", hint="See `python -m studio runs list`, or refresh the run list.")
+    return record
+
+
+def run_base_source(record) -> str:
+    """The model a run started from, as written in its config.yaml."""
+    config = Path(record.run_dir) / "config.yaml"
+    cfg = yaml.safe_load(config.read_text()) if config.is_file() else {}
+    return str((cfg or {}).get("model") or record.model or models.EMBEDDED)
+
+
+def side_for(choice: str, pool: ModelPool = POOL) -> Side:
+    """A chat side from a choice value: a run id (its tuned weights) or `base:SOURCE`."""
+    choice = (choice or "").strip()
+    if not choice:
+        raise StudioError("pick what answers on each side (a run or a base model).")
+    if choice.startswith(BASE_PREFIX):
+        base = pool.base(choice[len(BASE_PREFIX):] or models.EMBEDDED)
+        return Side(base, None, f"base ({base.resolved.display_name})")
+    return ChatEngine.for_run(_run_record(choice), pool).tuned_side
+
+
+def has_weights(record) -> bool:
+    return (Path(record.run_dir) / "adapter").is_dir() or (Path(record.run_dir) / "model").is_dir()
+
+
+def side_choices(records=None) -> list[tuple[str, str]]:
+    """(label, value) pairs for every trained run and every base model those runs started from."""
+    from .jobs import registry
+
+    records = [r for r in (registry.list_runs() if records is None else records) if has_weights(r)]
+    bases = {models.EMBEDDED: f"base · {models.EMBEDDED_NAME} (embedded)"}
+    for record in records:
+        source = run_base_source(record)
+        bases.setdefault(source, f"base · {source}")
+    choices = [(f"tuned · {r.name} · {r.id}", r.id) for r in records]
+    return choices + [(label, BASE_PREFIX + source) for source, label in bases.items()]
+
+
+def choice_label(choice: str, records=None) -> str:
+    for label, value in side_choices(records):
+        if value == choice:
+            return label
+    return choice
+
+
+def chat_messages(messages: list[dict], system_prompt: str = "") -> list[dict]:
+    return ([{"role": "system", "content": system_prompt}] if system_prompt.strip() else []) + list(messages)
+
+
+@torch.inference_mode()
+def generate_batch(side: Side, conversations: list[list[dict]], settings: GenerationSettings, batch_size: int = 8) -> list[str]:
+    """Answer many conversations with one side, in left-padded batches through `model.generate`.
+
+    Each call holds the side's lock for one batch, so it never races with a streaming chat.
+    """
+    tokenizer = side.base.tokenizer
+    stop_ids = sorted(_stop_ids(side.base))
+    answers: list[str] = []
+    for start in range(0, len(conversations), batch_size):
+        chunk = conversations[start : start + batch_size]
+        texts = [
+            tokenizer.apply_chat_template(chat_messages(convo, settings.system_prompt), add_generation_prompt=True, tokenize=False)
+            for convo in chunk
+        ]
+        previous_side = tokenizer.padding_side
+        tokenizer.padding_side = "left"
+        try:
+            encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        finally:
+            tokenizer.padding_side = previous_side
+        sample = settings.temperature > 0
+        options = dict(max_new_tokens=max(1, settings.max_new_tokens), do_sample=sample, pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids)
+        if sample:
+            options.update(temperature=settings.temperature, top_p=settings.top_p)
+        else:
+            options.update(temperature=None, top_p=None, top_k=None)
+        with side.active() as model:
+            if sample:
+                torch.manual_seed(settings.seed + start)
+            out = model.generate(**{k: v.to(model.device) for k, v in encoded.items()}, **options)
+        new_tokens = out[:, encoded["input_ids"].shape[1] :]
+        answers.extend(tokenizer.decode(row, skip_special_tokens=True).strip() for row in new_tokens)
+    return answers
+
+
+# ----- Blind A/B ---------------------------------------------------------------------------------
+
+VOTES = ("left", "right", "tie")
+VOTE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ab_votes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created REAL NOT NULL,
+    pair_key TEXT NOT NULL,
+    left_choice TEXT NOT NULL,
+    right_choice TEXT NOT NULL,
+    vote TEXT NOT NULL,
+    winner TEXT,
+    prompt TEXT
+);
+CREATE INDEX IF NOT EXISTS ab_votes_pair ON ab_votes(pair_key);
+"""
+
+
+@dataclass(frozen=True)
+class BlindRound:
+    """Which choice sits on which unlabelled side. Lives in the viewer's session only."""
+
+    left: str
+    right: str
+
+    @classmethod
+    def shuffled(cls, first: str, second: str, rng=None) -> "BlindRound":
+        import random
+
+        if not first or not second:
+            raise StudioError("pick two different sides to compare blind.")
+        if first == second:
+            raise StudioError("a blind comparison needs two different sides.", hint="Pick another run or base model for B.")
+        pair = [first, second]
+        (rng or random.SystemRandom()).shuffle(pair)
+        return cls(pair[0], pair[1])
+
+    def winner(self, vote: str) -> str | None:
+        if vote not in VOTES:
+            raise StudioError(f"a vote is one of {', '.join(VOTES)}, got {vote!r}.")
+        return {"left": self.left, "right": self.right, "tie": None}[vote]
+
+
+def pair_key(first: str, second: str) -> str:
+    return "\x1f".join(sorted((first, second)))
+
+
+def votes_path() -> Path:
+    from .paths import studio_home
+
+    return studio_home() / "ab_votes.sqlite"
+
+
+def _votes_db():
+    import sqlite3
+
+    conn = sqlite3.connect(votes_path(), timeout=30)
+    conn.executescript(VOTE_SCHEMA)
+    return conn
+
+
+def record_vote(round_: BlindRound, vote: str, prompt: str = "") -> dict:
+    """Save one vote for the pair and return the pair's tally."""
+    import time
+    from contextlib import closing
+
+    winner = round_.winner(vote)
+    with closing(_votes_db()) as conn, conn:
+        conn.execute(
+            "INSERT INTO ab_votes (created, pair_key, left_choice, right_choice, vote, winner, prompt) VALUES (?,?,?,?,?,?,?)",
+            (time.time(), pair_key(round_.left, round_.right), round_.left, round_.right, vote, winner, prompt),
+        )
+    return tally(round_.left, round_.right)
+
+
+def tally(first: str, second: str) -> dict:
+    """Wins per side and ties, over every vote ever cast for this pair (in either seat order)."""
+    from contextlib import closing
+
+    counts = {first: 0, second: 0, "tie": 0}
+    with closing(_votes_db()) as conn:
+        rows = conn.execute("SELECT winner, COUNT(*) FROM ab_votes WHERE pair_key=? GROUP BY winner", (pair_key(first, second),)).fetchall()
+    for winner, count in rows:
+        counts["tie" if winner is None else winner] = count
+    counts["total"] = counts[first] + counts[second] + counts["tie"]
+    return counts
+
+
+def reveal_text(round_: BlindRound | None, first: str, second: str, label: Callable[[str], str] = lambda c: c) -> str:
+    """What the reveal shows: who sat where this round, and the pair's tally."""
+    counts = tally(first, second)
+    lines = []
+    if round_ is not None:
+        lines.append(f"Left was {label(round_.left)}; right was {label(round_.right)}.")
+    lines.append(f"Votes so far ({counts['total']}): {label(first)} {counts[first]} · {label(second)} {counts[second]} · tie {counts['tie']}")
+    return "\n".join(lines)
+
+
+# ----- Prompt suites -----------------------------------------------------------------------------
+
+SUITE_SUFFIXES = (".csv", ".json", ".jsonl")
+PROMPT_KEYS = ("prompt", "instruction", "question", "input")
+REFERENCE_KEYS = ("reference", "expected", "answer", "output")
+
+
+@dataclass
+class SuitePrompt:
+    prompt: str
+    reference: str | None = None
+
+
+def load_prompt_suite(path: str | Path) -> list[SuitePrompt]:
+    """Prompts from CSV (a `prompt` column, optional `reference`), JSON (a list of strings or
+    objects) or JSONL. Every bad row is reported with its row and line."""
+    import csv
+    import io
+    import json
+
+    path = Path(path)
+    if path.suffix.lower() not in SUITE_SUFFIXES:
+        raise StudioError(f"a prompt suite is a .csv, .json or .jsonl file, got {path.name}.", where=str(path))
+    if not path.is_file():
+        raise StudioError(f"prompt suite not found: {path}.", hint="Check the path.")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise StudioError("the file is not valid UTF-8.", where=f"{path} byte {err.start}", hint="Re-save it as UTF-8.") from None
+    items: list[tuple[str, object]] = []  # (where, raw item)
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(io.StringIO(text))
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        if not any(k in header for k in PROMPT_KEYS):
+            raise StudioError(f"the CSV needs a `prompt` column (found: {', '.join(header) or 'no header'}).", where=f"{path} line 1")
+        for number, row in enumerate(reader, start=1):
+            items.append((f"{path} row {number} (line {reader.line_num})", {(k or "").strip().lower(): v for k, v in row.items()}))
+    elif path.suffix.lower() == ".jsonl":
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    items.append((f"{path} line {number}", json.loads(line)))
+                except json.JSONDecodeError as err:
+                    raise StudioError(f"not valid JSON ({err.msg}).", where=f"{path} line {number}") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise StudioError(f"not valid JSON ({err.msg}).", where=f"{path} line {err.lineno}") from None
+        if isinstance(data, dict):
+            data = data.get("prompts", data.get("probes"))
+        if not isinstance(data, list):
+            raise StudioError("expected a list of prompts (or {\"prompts\": [...]}).", where=str(path))
+        items = [(f"{path} item {number}", item) for number, item in enumerate(data, start=1)]
+    prompts = [_suite_prompt(where, item) for where, item in items]
+    if not prompts:
+        raise StudioError("the prompt suite has no prompts.", where=str(path), hint="Add at least one row.")
+    return prompts
+
+
+def _suite_prompt(where: str, item) -> SuitePrompt:
+    if isinstance(item, str):
+        item = {"prompt": item}
+    if not isinstance(item, dict):
+        raise StudioError(f"expected a prompt string or an object, got {type(item).__name__}.", where=where)
+    prompt = next((item[k] for k in PROMPT_KEYS if isinstance(item.get(k), str) and item[k].strip()), None)
+    if prompt is None:
+        raise StudioError("field 'prompt' is missing or empty.", where=where, hint="Give every row a non-empty prompt.")
+    reference = next((str(item[k]) for k in REFERENCE_KEYS if item.get(k) not in (None, "")), None)
+    return SuitePrompt(prompt.strip(), reference)
+
+
+def suites_dir() -> Path:
+    from .paths import studio_home
+
+    folder = studio_home() / "suites"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def save_prompt_suite(name: str, prompts: list[SuitePrompt]) -> Path:
+    """Keep a suite under $STUDIO_HOME/suites/NAME.json so it can be run again later."""
+    import json
+
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name.strip()).strip("-")
+    if not safe:
+        raise StudioError("give the prompt suite a name (letters, digits, - or _).")
+    path = suites_dir() / f"{safe}.json"
+    path.write_text(json.dumps({"prompts": [p.__dict__ for p in prompts]}, indent=2, ensure_ascii=False))
+    return path
+
+
+def saved_suites() -> list[Path]:
+    return sorted(suites_dir().glob("*.json"))
+
+
+@dataclass
+class SuiteResult:
+    left_label: str
+    right_label: str
+    rows: list[dict]  # prompt, reference, left, right, left_match, right_match
+    settings: GenerationSettings
+
+
+def run_prompt_suite(engine: ChatEngine, prompts: list[SuitePrompt], settings: GenerationSettings, progress: Callable[[int, int], None] | None = None, batch_size: int = 8) -> SuiteResult:
+    """Run every prompt on both sides (batched per side) and pair the answers up."""
+    conversations = [[{"role": "user", "content": p.prompt}] for p in prompts]
+    left: list[str] = []
+    right: list[str] = []
+    total = 2 * len(conversations)
+    for start in range(0, len(conversations), batch_size):
+        chunk = conversations[start : start + batch_size]
+        left += generate_batch(engine.base_side, chunk, settings, batch_size)
+        right += generate_batch(engine.tuned_side, chunk, settings, batch_size)
+        if progress:
+            progress(len(left) + len(right), total)
+    rows = []
+    for prompt, left_answer, right_answer in zip(prompts, left, right):
+        row = {"prompt": prompt.prompt, "reference": prompt.reference, "left": left_answer, "right": right_answer}
+        if prompt.reference is not None:
+            row["left_match"] = normalize_answer(left_answer) == normalize_answer(prompt.reference)
+            row["right_match"] = normalize_answer(right_answer) == normalize_answer(prompt.reference)
+        rows.append(row)
+    return SuiteResult(engine.base_side.label, engine.tuned_side.label, rows, settings)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD-style normalisation for exact match: case, punctuation, articles and spacing."""
+    import re
+    import string
+
+    text = (text or "").lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def suite_markdown(result: SuiteResult, title: str = "Prompt suite") -> str:
+    def cell(text) -> str:
+        return str(text if text is not None else "").replace("|", "\\|").replace("\n", "<br>")
+
+    has_refs = any(r["reference"] is not None for r in result.rows)
+    header = ["#", "Prompt"] + (["Reference"] if has_refs else []) + [result.left_label, result.right_label]
+    lines = [f"# {title}", "", f"Left: **{result.left_label}** · Right: **{result.right_label}** · "
+             f"temperature {result.settings.temperature}, max {result.settings.max_new_tokens} new tokens, seed {result.settings.seed}", ""]
+    if has_refs:
+        scored = [r for r in result.rows if r["reference"] is not None]
+        lines += [f"Exact match: {result.left_label} {sum(r['left_match'] for r in scored)}/{len(scored)} · "
+                  f"{result.right_label} {sum(r['right_match'] for r in scored)}/{len(scored)}", ""]
+    lines += ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    for number, row in enumerate(result.rows, start=1):
+        values = [number, row["prompt"]] + ([row["reference"]] if has_refs else []) + [row["left"], row["right"]]
+        lines.append("| " + " | ".join(cell(v) for v in values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+REPORT_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem;color:#1f2937}
+table{border-collapse:collapse;width:100%}th,td{border:1px solid #d1d5db;padding:.5rem;vertical-align:top;text-align:left;white-space:pre-wrap}
+th{background:#f3f4f6}td.match{background:#ecfdf5}td.miss{background:#fef2f2}.meta{color:#6b7280}"""
+
+
+def suite_html(result: SuiteResult, title: str = "Prompt suite") -> str:
+    """A self-contained page (inline CSS, no scripts, no external links) for stakeholders."""
+    import html
+
+    esc = html.escape
+    has_refs = any(r["reference"] is not None for r in result.rows)
+    head = ["#", "Prompt"] + (["Reference"] if has_refs else []) + [result.left_label, result.right_label]
+    body = []
+    for number, row in enumerate(result.rows, start=1):
+        cells = [f"<td>{number}</td>", f"<td>{esc(row['prompt'])}</td>"]
+        if has_refs:
+            cells.append(f"<td>{esc(row['reference'] or '')}</td>")
+        for side in ("left", "right"):
+            css = "" if row["reference"] is None else (' class="match"' if row[f"{side}_match"] else ' class="miss"')
+            cells.append(f"<td{css}>{esc(row[side])}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    summary = ""
+    if has_refs:
+        scored = [r for r in result.rows if r["reference"] is not None]
+        summary = (f"<p>Exact match: {esc(result.left_label)} {sum(r['left_match'] for r in scored)}/{len(scored)} · "
+                   f"{esc(result.right_label)} {sum(r['right_match'] for r in scored)}/{len(scored)}</p>")
+    settings = result.settings
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{REPORT_CSS}</style></head><body>"
+        f"<h1>{esc(title)}</h1><p class='meta'>Left: <b>{esc(result.left_label)}</b> · Right: <b>{esc(result.right_label)}</b> · "
+        f"temperature {settings.temperature}, max {settings.max_new_tokens} new tokens, seed {settings.seed}</p>{summary}"
+        "<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>" + "".join(body) + "</tbody></table></body></html>"
+    )
+
+
+def write_suite_report(result: SuiteResult, folder: Path, title: str = "Prompt suite") -> tuple[Path, Path]:
+    """Write report.html and report.md into folder; returns both paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    html_path, md_path = folder / "report.html", folder / "report.md"
+    html_path.write_text(suite_html(result, title), encoding="utf-8")
+    md_path.write_text(suite_markdown(result, title), encoding="utf-8")
+    return html_path, md_path

@@ -1,0 +1,74 @@
+"""Export tab: adapter, merged safetensors or GGUF with a model card, as a zip download.
+
+The export runs as `python -m studio export ... --zip` in a subprocess; this tab only polls it.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from studio import export
+
+from .chat_tab import chat_run_choices
+from .common import error_text, status_html
+from .evaluate_tab import stream_cli
+
+FORMAT_HELP = {
+    "adapter": "the LoRA adapter folder (small; needs the base model and peft)",
+    "merged": "merged full model as safetensors (loads with plain transformers, no peft)",
+    "gguf": "GGUF for llama.cpp / Ollama (llama-family models), f16 and/or q8_0, checked by loading back",
+}
+
+
+def run_export(run_id, fmt, gguf_types):
+    if not run_id:
+        yield status_html("Pick a trained run first.", "warn"), None, ""
+        return
+    if fmt == "gguf" and not gguf_types:
+        yield status_html("Pick at least one GGUF type.", "warn"), None, ""
+        return
+    out = export.exports_dir() / f"{export.safe_name(run_id)}-{fmt}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # the zip goes to the temp dir: Gradio serves downloads only from there, the cwd or allowed_paths
+    zip_path = Path(tempfile.mkdtemp(prefix="studio-export-")) / f"{out.name}.zip"
+    args = ["export", run_id, "--format", fmt, "--out", str(out), "--zip", str(zip_path)]
+    for qtype in gguf_types or []:
+        args += ["--gguf-type", qtype]
+    try:
+        for elapsed, text in stream_cli(args):
+            if elapsed == "done":
+                summary = json.loads(text[: text.rindex("}") + 1])
+                card = (Path(summary["out"]) / "README.md").read_text()
+                checks = summary.get("verification") or {}
+                note = ""
+                if fmt == "merged" and checks:
+                    note = " Loads with plain transformers; " + ("same answer as the tuned model." if checks.get("same_answer") else "answer differs from the tuned model.")
+                elif fmt == "gguf":
+                    note = " " + "; ".join(f"{k}: loads back, max logit diff {v['max_abs_logit_diff']:.3g}" for k, v in checks.items())
+                yield status_html(f"Exported {', '.join(summary['files'])} to {summary['out']}.{note}", "ok"), summary["zip"], card
+                return
+            yield status_html(f"Exporting… {elapsed:.0f}s" + (f" · {text}" if text else ""), "info"), None, ""
+    except Exception as err:  # noqa: BLE001
+        yield status_html(error_text(err), "error"), None, ""
+
+
+def build() -> dict:
+    gr.Markdown("### 5 · Export\nShip the tuned model: " + "; ".join(f"**{k}**: {v}" for k, v in FORMAT_HELP.items()) + ". Every export carries a model card (README.md).")
+    with gr.Row():
+        run_picker = gr.Dropdown(label="Run", choices=chat_run_choices(), elem_id="export-run", scale=4)
+        refresh = gr.Button("↻ Refresh runs", scale=1)
+    with gr.Row():
+        fmt = gr.Radio(list(FORMAT_HELP), value="adapter", label="Format", elem_id="export-format")
+        gguf_types = gr.CheckboxGroup(["f16", "q8_0"], value=["q8_0"], label="GGUF types", elem_id="export-gguf-types")
+    start = gr.Button("Export", variant="primary", elem_id="export-start")
+    status = gr.HTML(elem_id="export-status")
+    download = gr.File(label="Download (zip)", interactive=False, elem_id="export-download")
+    with gr.Accordion("Model card (README.md)", open=False):
+        card = gr.Markdown(elem_id="export-card")
+    start.click(run_export, [run_picker, fmt, gguf_types], [status, download, card])
+    refresh.click(lambda: gr.update(choices=chat_run_choices()), None, run_picker)
+    return {"run_picker": run_picker, "refresh_choices": lambda: gr.update(choices=chat_run_choices())}
