@@ -23,7 +23,17 @@ METHODS = {
     "qlora": "LoRA on a 4-bit NF4 base (bitsandbytes), for models that don't fit in bf16",
     "full": "Full supervised fine-tuning: every parameter is trained",
     "instruction": "Instruction tuning: full SFT with loss on assistant turns only",
+    "dpo": "DPO: learn from preference pairs (chosen vs rejected), LoRA, reference = adapter off",
+    "reward": "Reward model: score head + LoRA trained on preference pairs (RLHF stage 2)",
+    "ppo": "PPO: RL against a reward model, KL to the reference (trains the reward model first if none given)",
+    "rloo": "RLOO: critic-free RL against a reward model (the lighter alternative to PPO)",
+    "rlhf": "RLHF chain: SFT -> reward model -> PPO (or RLOO), each stage feeding the next",
+    "constitutional": "Constitutional AI: the model critiques and revises its answers against principles, then trains on them",
 }
+PREFERENCE_METHODS = ("dpo", "reward")
+RL_METHODS = ("ppo", "rloo", "rlhf")
+DPO_LOSSES = ("sigmoid", "ipo", "hinge")
+CAI_MODES = {"sl": "SFT on the revisions", "rl": "DPO on AI-judged pairs", "both": "SFT on the revisions, then DPO"}
 LORA_TARGETS = {"all-linear": "all-linear", "attention": ["q_proj", "k_proj", "v_proj", "o_proj"]}
 
 
@@ -62,6 +72,18 @@ class RunConfig:
     logging_steps: int = _f(1, "Log metrics every N steps.")
     save_steps: int = _f(10, "Save a resumable checkpoint every N steps.")
     seed: int = _f(42, "Random seed for data order and initialisation.")
+    dpo_beta: float = _f(0.1, "DPO: how strongly the policy is held to the reference (higher = closer). 0.05-0.5 is typical.")
+    dpo_loss_type: str = _f("sigmoid", "DPO loss: sigmoid (original DPO), ipo or hinge.")
+    reward_model: str = _f("", "PPO/RLOO: a trained reward model (run id or folder). Empty: train one first from the preference `data`.")
+    sft_data: str = _f("", "RLHF chain: instruction/chat data for the SFT stage (the `data` file holds the preference pairs).")
+    rl_algorithm: str = _f("ppo", "RLHF chain: the RL stage, ppo (with a value model) or rloo (critic-free).")
+    response_length: int = _f(64, "PPO/RLOO/Constitutional AI: new tokens generated per prompt.")
+    kl_coef: float = _f(0.05, "PPO/RLOO: KL penalty coefficient against the reference policy.")
+    ppo_epochs: int = _f(4, "PPO: optimisation epochs over each batch of rollouts.")
+    num_generations: int = _f(4, "RLOO: completions sampled per prompt; the batch (x accumulation) must be a multiple of it.")
+    constitution: str = _f("", "Constitutional AI: a YAML/JSON file of principles (empty: the studio's default constitution).")
+    cai_mode: str = _f("sl", "Constitutional AI: sl (SFT on revisions), rl (DPO on AI-judged pairs) or both.")
+    judge_model: str = _f("", "Constitutional AI (rl/both): the model that judges answer pairs (empty: the model itself).")
     early_stopping_patience: int = _f(0, "Stop when eval loss has not improved for this many evaluations (needs eval_fraction > 0); 0 disables.")
     tensorboard: bool = _f(False, "Also write TensorBoard event files to the run folder's tensorboard/ (open with `tensorboard --logdir`).")
     gpus: str = _f("", "GPUs to train on: empty = all visible, `cpu` = CPU only, or ids like `0,1`. More than one launches `accelerate launch` (DDP for LoRA/QLoRA, FSDP for full SFT).")
@@ -96,7 +118,9 @@ class RunConfig:
         if not path.is_file():
             raise StudioError(f"config file not found: {path}.")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise StudioError("not a text file (invalid UTF-8); a run config is a YAML text file.", where=str(path)) from None
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             line = f" line {mark.line + 1}" if mark else ""
@@ -129,6 +153,37 @@ class RunConfig:
             bad("lora_target", f"'{self.lora_target}' is not one of {', '.join(LORA_TARGETS)}.")
         if self.lr_scheduler_type not in ("linear", "cosine", "constant", "constant_with_warmup"):
             bad("lr_scheduler_type", f"'{self.lr_scheduler_type}' is not supported.")
+        self.validate_method_fields(bad)
+
+    def validate_method_fields(self, bad) -> None:
+        """Checks of the preference, RL and Constitutional AI knobs (only those the method uses)."""
+        if self.method == "dpo":
+            if not (math.isfinite(self.dpo_beta) and self.dpo_beta > 0):
+                bad("dpo_beta", f"must be a positive number, got {self.dpo_beta}.")
+            if self.dpo_loss_type not in DPO_LOSSES:
+                bad("dpo_loss_type", f"'{self.dpo_loss_type}' is not one of {', '.join(DPO_LOSSES)}.")
+        if self.method in RL_METHODS or self.method == "constitutional":
+            if self.response_length < 1:
+                bad("response_length", f"must be at least 1, got {self.response_length}.")
+            if self.response_length >= self.max_length:
+                bad("response_length", f"{self.response_length} leaves no room for the prompt within max_length {self.max_length}; raise max_length or lower it.")
+        if self.method in RL_METHODS:
+            if not (math.isfinite(self.kl_coef) and self.kl_coef >= 0):
+                bad("kl_coef", f"must be 0 or more, got {self.kl_coef}.")
+            if self.ppo_epochs < 1:
+                bad("ppo_epochs", f"must be at least 1, got {self.ppo_epochs}.")
+            if self.rl_algorithm not in ("ppo", "rloo"):
+                bad("rl_algorithm", f"'{self.rl_algorithm}' is not one of ppo, rloo.")
+            if self.method == "rloo" or (self.method == "rlhf" and self.rl_algorithm == "rloo"):
+                batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
+                if self.num_generations < 2:
+                    bad("num_generations", f"RLOO needs at least 2 completions per prompt, got {self.num_generations}.")
+                if batch % self.num_generations:
+                    bad("num_generations", f"per_device_train_batch_size x gradient_accumulation_steps ({batch}) must be a multiple of num_generations ({self.num_generations}).")
+        if self.method == "rlhf" and not str(self.sft_data).strip():
+            bad("sft_data", "the RLHF chain starts with SFT; set `sft_data:` to an instruction or chat file (or use method: ppo to skip SFT).")
+        if self.method == "constitutional" and self.cai_mode not in CAI_MODES:
+            bad("cai_mode", f"'{self.cai_mode}' is not one of {', '.join(CAI_MODES)}.")
         if self.early_stopping_patience < 0:
             bad("early_stopping_patience", f"must be 0 (off) or a positive count, got {self.early_stopping_patience}.")
         gpus = str(self.gpus).strip().lower()

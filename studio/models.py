@@ -74,12 +74,35 @@ def precheck(source: str | None) -> None:
         return
     path = Path(text).expanduser()
     if text.endswith(".gguf"):
-        if not path.is_file():
-            raise StudioError(f"GGUF file not found: {path}.", where="model", hint="Check the path.")
+        check_gguf_file(path)
     elif path.exists() or text.startswith((".", "/", "~")):
         check_local_folder(path)
     else:
         check_hub_reachable(text)
+
+
+# GGUF architectures that transformers' GGUF loader can de-quantise into a causal LM.
+GGUF_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen2moe", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2", "gemma3", "starcoder2", "falcon", "gpt2", "stablelm", "t5", "mamba", "nemotron", "olmo2", "bloom")
+
+
+def check_gguf_file(path: Path) -> None:
+    """Read only the GGUF header: it must parse and name an architecture transformers can load."""
+    if not path.is_file():
+        raise StudioError(f"GGUF file not found: {path}.", where="model", hint="Check the path.")
+    try:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(str(path))
+        field = reader.fields.get("general.architecture")
+        arch = bytes(field.parts[field.data[0]]).decode() if field else None
+    except Exception as err:  # any parse failure means "not a usable GGUF"
+        raise StudioError(f"{path} is not a readable GGUF file ({type(err).__name__}).", where="model", hint="Re-download or re-export it.") from None
+    if arch not in GGUF_ARCHITECTURES:
+        raise StudioError(
+            f"{path} is a GGUF of architecture '{arch}', which transformers cannot load.",
+            where="model",
+            hint=f"Use a GGUF of one of: {', '.join(GGUF_ARCHITECTURES[:8])}, ... or a safetensors folder.",
+        )
 
 
 def _offline_hint(repo_id: str) -> str:
@@ -96,9 +119,17 @@ def check_hub_reachable(repo_id: str) -> None:
 
     from huggingface_hub import snapshot_download
 
+    from huggingface_hub.errors import HFValidationError
+
     try:
         snapshot_download(repo_id, local_files_only=True)
         return
+    except HFValidationError:
+        raise StudioError(
+            f"'{repo_id}' is neither an existing local path nor a valid hub id.",
+            where="model",
+            hint="Use `embedded`, a folder path, a .gguf file, or an id like `HuggingFaceTB/SmolLM2-360M-Instruct`.",
+        ) from None
     except Exception:
         pass
     if os.environ.get("HF_HUB_OFFLINE") == "1":
@@ -125,6 +156,8 @@ def check_local_folder(path: Path) -> Path:
             where="model",
             hint="Point at the folder that holds config.json and *.safetensors.",
         )
+    for weights in sorted(path.glob("*.safetensors"))[:1]:
+        _check_safetensors_header(weights)
     if not any(path.glob("*.safetensors")):
         has_bin = any(path.glob("*.bin")) or any(path.glob("*.pt"))
         raise StudioError(
@@ -134,6 +167,21 @@ def check_local_folder(path: Path) -> Path:
             hint="Save the model with `save_pretrained(..., safe_serialization=True)` or pick another folder.",
         )
     return path
+
+
+def _check_safetensors_header(weights: Path) -> None:
+    """Open the header only (cheap): a truncated or corrupt file is caught before training starts."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            handle.keys()
+    except Exception as err:
+        raise StudioError(
+            f"{weights} is not a valid safetensors file ({type(err).__name__}: {str(err)[:120]}).",
+            where="model",
+            hint="The download or copy is probably incomplete; copy the model folder again.",
+        ) from None
 
 
 def fetch_hub_model(repo_id: str) -> Path:
