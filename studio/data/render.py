@@ -45,7 +45,7 @@ def trained_tokens(example: dict, tokenizer, *, mode: str = "completion", max_le
                 if message["role"] == "assistant" and index >= trained_from and positions[index]:
                     spans.append(positions[index])
     encoding = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
-    special = set(tokenizer.all_special_tokens)
+    special = set(tokenizer.all_special_tokens) | {t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values()}
     tokens: list[Token] = []
     previous_trained = False
     for position, (token_id, (start, end)) in enumerate(zip(encoding["input_ids"], encoding["offset_mapping"])):

@@ -13,13 +13,16 @@ from ..paths import datasets_dir
 from .loader import Loaded, load_dataset_file
 
 
-def import_file(source: str | Path) -> tuple[Path, Loaded]:
+def import_file(source: str | Path, fmt: str | None = None, *, mapping: dict | str | None = None) -> tuple[Path, Loaded]:
     """Copy a user's file into the studio's dataset folder, keyed by content hash, and load it.
 
     The user's original is only read. Importing the same content twice reuses the same copy.
+    Folders (a saved `datasets` folder or a studio version) are read in place, not copied.
     """
     source = Path(source).expanduser()
-    loaded = load_dataset_file(source)  # validate first: a bad file is never stored
+    loaded = load_dataset_file(source, fmt, mapping=mapping)  # validate first: a bad file is never stored
+    if source.is_dir():
+        return source, loaded
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
     target_dir = datasets_dir() / f"{_safe(source.stem)}-{digest}"
     target = target_dir / source.name
