@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import gradio as gr
 
 from studio.config import METHODS, RunConfig
-from studio.jobs import registry, runner
-from studio.jobs.metrics import read_metrics
-from studio.jobs.progress import progress_from
-from studio.plots import loss_figure
+from studio.jobs import runner
 
 from .common import error_text, status_html
-
-STATUS_KIND = {"completed": "ok", "failed": "error", "cancelled": "warn", "interrupted": "warn"}
-
-
-def run_choices() -> list[tuple[str, str]]:
-    return [(f"{r.name} · {r.status} · {r.id}", r.id) for r in registry.list_runs()]
-
-
-def default_run() -> str | None:
-    """Reattach: the newest live run, else the newest run."""
-    runs = registry.list_runs()
-    live = [r for r in runs if r.status in ("running", "queued")]
-    return (live or runs or [None])[0].id if (live or runs) else None
+from .run_monitor import build_monitor, build_reuse, default_run, run_choices, stop_run  # noqa: F401  (live monitoring, clone, presets)
 
 
 def start_run(model, method, data_path, epochs, max_steps, learning_rate, batch_size, max_length, lora_r):
@@ -49,31 +32,6 @@ def start_run(model, method, data_path, epochs, max_steps, learning_rate, batch_
     return status_html(f"Started run {record.id}.", "ok"), gr.update(choices=run_choices(), value=record.id)
 
 
-def stop_run(run_id):
-    if not run_id:
-        return status_html("No run selected.", "warn")
-    return status_html(runner.cancel(run_id), "info")
-
-
-def refresh(run_id, seen_rows):
-    """Timer tick: status line, progress and the loss curve (only redrawn when new rows arrived)."""
-    if not run_id:
-        return status_html("No run yet: load a dataset, then press Start.", "info"), gr.skip(), seen_rows, gr.skip()
-    record = registry.get(run_id)
-    if record is None:
-        return status_html(f"Run {run_id} is gone from the registry.", "error"), gr.skip(), seen_rows, gr.skip()
-    rows = read_metrics(record.run_dir / "metrics.jsonl")
-    progress = progress_from(rows, record.started, record.finished or time.time())
-    text = f"{record.status.upper()} · {record.name} · {progress.describe()}"
-    if record.message:
-        text += f" — {record.message}"
-    status = status_html(text, STATUS_KIND.get(record.status, "info"))
-    command = (record.run_dir / "command.txt").read_text().strip() if (record.run_dir / "command.txt").exists() else ""
-    if len(rows) == seen_rows:
-        return status, gr.skip(), seen_rows, command or gr.skip()
-    return status, loss_figure(rows, title=f"Loss · {record.name}"), len(rows), command
-
-
 def build(dataset_path: gr.State) -> dict:
     gr.Markdown("### 2 · Train\nTraining runs in its own process: closing the browser does not stop it, and reopening the studio shows it again.")
     with gr.Row():
@@ -95,12 +53,13 @@ def build(dataset_path: gr.State) -> dict:
                 stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
             action = gr.HTML(elem_id="train-action")
         with gr.Column(scale=2):
-            run_picker = gr.Dropdown(label="Watching run", choices=[], allow_custom_value=True, elem_id="train-run")
-            status = gr.HTML(elem_id="train-status")
-            plot = gr.Plot(label="Loss", elem_id="train-plot")
-            command = gr.Textbox(label="Equivalent CLI command", interactive=False, buttons=["copy"], elem_id="train-command")
-    seen_rows = gr.State(-1)
-    timer = gr.Timer(1.0)
+            monitor = build_monitor()
+            run_picker = monitor["run_picker"]
+    # Clone run / presets fill these widgets: add a knob here to have it cloned and saved too.
+    form = {"model": model, "method": method, "data": data, "num_train_epochs": epochs, "max_steps": max_steps, "learning_rate": learning_rate,
+            "per_device_train_batch_size": batch_size, "max_length": max_length, "lora_r": lora_r}
+    with gr.Row():
+        build_reuse(form, run_picker)
 
     dataset_path.change(lambda p: p or gr.skip(), dataset_path, data)
     start.click(
@@ -109,6 +68,4 @@ def build(dataset_path: gr.State) -> dict:
         [action, run_picker],
     )
     stop.click(stop_run, run_picker, action)
-    run_picker.change(lambda: -1, None, seen_rows)
-    timer.tick(refresh, [run_picker, seen_rows], [status, plot, seen_rows, command], show_progress="hidden")
     return {"run_picker": run_picker, "refresh_choices": lambda: gr.update(choices=run_choices(), value=default_run())}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-CANCEL_FILE = "CANCEL"
+CANCEL_FILE = "CANCEL"  # touched by the canceller: stop at the end of the current step
+STOPPING_FILE = "STOPPING"  # touched by the trainer: stop seen, checkpoint being written
+OUTCOME_FILE = "outcome.json"  # written by rank 0 of a multi-GPU run for the launching process
 
 
 def truncate_after(path: Path, step: int) -> None:

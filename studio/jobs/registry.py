@@ -34,9 +34,12 @@ CREATE TABLE IF NOT EXISTS runs (
     pid_start TEXT,
     message TEXT,
     final_metrics TEXT,
-    run_dir TEXT NOT NULL
+    run_dir TEXT NOT NULL,
+    device TEXT
 );
 """
+# Columns added after the first release: older registries gain them on open.
+MIGRATIONS = {"device": "ALTER TABLE runs ADD COLUMN device TEXT"}
 
 
 @dataclass
@@ -55,6 +58,11 @@ class RunRecord:
     message: str | None
     final_metrics: dict
     run_dir: Path
+    device: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.status in ("running", "queued") and is_alive(self.pid, self.pid_start)
 
     def to_json(self) -> dict:
         data = dict(self.__dict__)
@@ -67,6 +75,10 @@ def _connect() -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(SCHEMA)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    for column, statement in MIGRATIONS.items():
+        if column not in columns:
+            conn.execute(statement)
     return conn
 
 
@@ -126,6 +138,30 @@ def finish(run_id: str, status: str, message: str | None = None, final_metrics: 
             "UPDATE runs SET status=?, finished=?, message=?, final_metrics=COALESCE(?, final_metrics) WHERE id=?",
             (status, time.time(), message, json.dumps(final_metrics) if final_metrics is not None else None, run_id),
         )
+
+
+def mark_queued(run_id: str, pid: int, device: str) -> None:
+    """The run's process is alive and waiting for its device (see studio.jobs.queue)."""
+    with closing(_connect()) as conn, conn:
+        conn.execute(
+            "UPDATE runs SET status='queued', pid=?, pid_start=?, device=?, message=NULL, finished=NULL WHERE id=?",
+            (pid, process_start_time(pid), device, run_id),
+        )
+
+
+def mark_launched(run_id: str, pid: int) -> None:
+    """The launcher's view: the child exists; it marks itself queued/running as it gets there."""
+    with closing(_connect()) as conn, conn:
+        conn.execute(
+            "UPDATE runs SET status=CASE WHEN status='running' THEN status ELSE 'queued' END, pid=?, pid_start=?, "
+            "finished=NULL, message=NULL WHERE id=?",
+            (pid, process_start_time(pid), run_id),
+        )
+
+
+def set_message(run_id: str, message: str | None) -> None:
+    with closing(_connect()) as conn, conn:
+        conn.execute("UPDATE runs SET message=? WHERE id=?", (message, run_id))
 
 
 def set_pid(run_id: str, pid: int) -> None:

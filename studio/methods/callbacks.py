@@ -1,15 +1,32 @@
-"""Trainer callbacks shared by every method: metrics.jsonl, graceful cancel, NaN guard."""
+"""Trainer callbacks shared by every method: metrics.jsonl, graceful cancel, and the guards
+(NaN/inf stop, early stopping on eval loss, overfitting warning), plus optional TensorBoard."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ..jobs.metrics import CANCEL_FILE, truncate_after
+from ..jobs.metrics import CANCEL_FILE, STOPPING_FILE, truncate_after
+
+# Test hook: STUDIO_INJECT_FAULT=oom raises a CUDA-style OOM when training starts, so the OOM
+# path (message, `failed` status, memory release) is tested without a GPU.
+FAULT_ENV = "STUDIO_INJECT_FAULT"
+
+
+def _memory_fields() -> dict:
+    import psutil
+    import torch
+
+    fields = {"cpu_rss_gib": round(psutil.Process().memory_info().rss / 2**30, 3)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        fields["gpu_mem_gib"] = round(torch.cuda.memory_allocated() / 2**30, 3)
+        fields["gpu_peak_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 3)
+    return fields
 
 
 class MetricsWriter(TrainerCallback):
@@ -25,11 +42,26 @@ class MetricsWriter(TrainerCallback):
         self._last_tokens: float | None = None
         self.cancelled = False
         self.nonfinite_loss = False
+        self.stop_reason: str | None = None
+        self.warnings: list[str] = []
+
+    def append(self, row: dict) -> None:
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+    def warn(self, state, text: str) -> None:
+        self.warnings.append(text)
+        self.append({"step": state.global_step, "time": time.time(), "warning": text})
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._last_time = time.time()
         self._last_tokens = None
-        truncate_after(self.path, state.global_step)  # on resume, drop steps the checkpoint doesn't have
+        if os.environ.get(FAULT_ENV) == "oom":
+            import torch
+
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (injected by STUDIO_INJECT_FAULT)")
+        if state.is_world_process_zero:
+            truncate_after(self.path, state.global_step)  # on resume, drop steps the checkpoint doesn't have
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or not state.is_world_process_zero:
@@ -46,14 +78,79 @@ class MetricsWriter(TrainerCallback):
             if tokens is not None:
                 self._last_tokens, self._last_time = tokens, now
             row["max_steps"] = state.max_steps
+            row.update(_memory_fields())
             if row.get("loss") is None:
                 self.nonfinite_loss = True
+                self.stop_reason = f"The loss became NaN/inf at step {state.global_step}, so training stopped. Lower the learning rate or check the data."
                 control.should_training_stop = True
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(row) + "\n")
+        self.append(row)
 
     def on_step_end(self, args, state, control, **kwargs):
         if (self.run_dir / CANCEL_FILE).exists():
+            if not self.cancelled:
+                (self.run_dir / STOPPING_FILE).touch()  # tells the canceller a checkpoint is being written
             self.cancelled = True
             control.should_training_stop = True
             control.should_save = True  # graceful stop keeps a checkpoint to resume from
+
+
+class EvalGuards(TrainerCallback):
+    """Early stopping on eval loss and an overfitting warning when the train/eval gap widens.
+
+    Hand-written because transformers' EarlyStoppingCallback requires load_best_model_at_end,
+    which forces save and eval steps to coincide and changes which weights are exported.
+    """
+
+    def __init__(self, metrics: MetricsWriter, patience: int = 0, widening_evals: int = 2):
+        self.metrics = metrics
+        self.patience = patience
+        self.widening_evals = widening_evals
+        self.best: float | None = None
+        self.since_best = 0
+        self.gaps: list[float] = []
+        self.recent_train: list[float] = []
+        self.warned = False
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and isinstance(logs.get("loss"), (int, float)) and math.isfinite(logs["loss"]):
+            self.recent_train = (self.recent_train + [logs["loss"]])[-5:]
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        eval_loss = (metrics or {}).get("eval_loss")
+        if eval_loss is None or not math.isfinite(eval_loss):
+            return
+        if self.best is None or eval_loss < self.best:
+            self.best, self.since_best = eval_loss, 0
+        else:
+            self.since_best += 1
+        if self.recent_train:
+            self.gaps.append(eval_loss - sum(self.recent_train) / len(self.recent_train))
+        recent = self.gaps[-(self.widening_evals + 1):]
+        widening = len(recent) == self.widening_evals + 1 and all(b > a for a, b in zip(recent, recent[1:]))
+        if widening and self.since_best > 0 and not self.warned and state.is_world_process_zero:
+            self.warned = True
+            self.metrics.warn(
+                state,
+                f"Possible overfitting at step {state.global_step}: the eval-train loss gap widened over the last "
+                f"{self.widening_evals} evaluations (now {recent[-1]:.3f}) and eval loss {eval_loss:.4f} is above its best "
+                f"{self.best:.4f}. Consider fewer epochs, a lower learning rate, more data, or early_stopping_patience.",
+            )
+        if self.patience and self.since_best >= self.patience:
+            self.metrics.stop_reason = f"Early stopping at step {state.global_step}: eval loss has not improved for {self.patience} evaluations (best {self.best:.4f})."
+            control.should_training_stop = True
+            control.should_save = True
+
+
+def tensorboard_callback(run_dir: Path):
+    """transformers' own TensorBoard logger, writing through tensorboardX (no TensorFlow needed)."""
+    from tensorboardX import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    return TensorBoardCallback(tb_writer=SummaryWriter(str(Path(run_dir) / "tensorboard")))
+
+
+def standard_callbacks(run_dir: Path, metrics: MetricsWriter, cfg=None) -> list:
+    callbacks = [metrics, EvalGuards(metrics, patience=getattr(cfg, "early_stopping_patience", 0) or 0)]
+    if cfg is not None and getattr(cfg, "tensorboard", False):
+        callbacks.append(tensorboard_callback(run_dir))
+    return callbacks

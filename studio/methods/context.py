@@ -6,13 +6,14 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .callbacks import MetricsWriter
+from .callbacks import MetricsWriter, standard_callbacks
 
 
 @dataclass
 class RunContext:
     run_dir: Path
     resume_from: str | None = None
+    cfg: object | None = None  # the RunConfig, for the guards and TensorBoard options
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("studio.run"))
 
     def __post_init__(self):
@@ -26,4 +27,4 @@ class RunContext:
         self.logger.info(message)
 
     def callbacks(self) -> list:
-        return [self.metrics]
+        return standard_callbacks(self.run_dir, self.metrics, self.cfg)

@@ -1,0 +1,157 @@
+"""The Train tab's right-hand side: run picker, status with progress/ETA, live plots, the copyable
+command; plus clone-run and presets, which fill the tab's form. Thin: everything is studio.jobs."""
+
+from __future__ import annotations
+
+import html
+import time
+
+import gradio as gr
+import yaml
+
+from studio.config import RunConfig
+from studio.jobs import presets, registry, runner
+from studio.jobs.metrics import read_metrics
+from studio.jobs.progress import progress_from
+from studio.plots import loss_figure, metrics_figure
+
+from .common import error_text, status_html
+
+STATUS_KIND = {"completed": "ok", "failed": "error", "cancelled": "warn", "interrupted": "warn"}
+POLL_SECONDS = 0.5  # a row written to metrics.jsonl reaches the browser within ~1 s (see tests/e2e/test_runs_live.py)
+
+
+def run_choices() -> list[tuple[str, str]]:
+    return [(f"{r.name} · {r.status} · {r.id}", r.id) for r in registry.list_runs()]
+
+
+def default_run() -> str | None:
+    """Reattach: the newest live run, else the newest run."""
+    runs = registry.list_runs()
+    live = [r for r in runs if r.status in ("running", "queued")]
+    return (live or runs)[0].id if (live or runs) else None
+
+
+def progress_bar(fraction: float) -> str:
+    return f'<div class="studio-progress" style="height:6px;background:#e5e7eb;border-radius:3px"><div style="width:{100 * fraction:.1f}%;height:6px;background:rgb(99,110,250);border-radius:3px"></div></div>'
+
+
+def describe(record, rows) -> str:
+    progress = progress_from(rows, record.started, record.finished or time.time())
+    text = f"{record.status.upper()} · {record.name} · {progress.describe() if record.status != 'queued' else 'waiting for its turn'}"
+    if record.message:
+        text += f" — {record.message}"
+    warnings = [r["warning"] for r in rows if r.get("warning")]
+    if warnings and record.status == "running":
+        text += f" — ⚠️ {warnings[-1]}"
+    return status_html(text, STATUS_KIND.get(record.status, "info")) + progress_bar(1.0 if record.status == "completed" else progress.fraction)
+
+
+def refresh(run_id, seen):
+    """Timer tick: status, progress and plots; the plots are only redrawn when new rows arrived."""
+    if not run_id:
+        return status_html("No run yet: load a dataset, then press Start.", "info"), gr.skip(), gr.skip(), seen, gr.skip()
+    record = registry.get(run_id)
+    if record is None:
+        return status_html(f"Run {run_id} is gone from the registry.", "error"), gr.skip(), gr.skip(), seen, gr.skip()
+    rows = read_metrics(record.run_dir / "metrics.jsonl")
+    command_file = record.run_dir / "command.txt"
+    command = command_file.read_text().strip() if command_file.exists() else gr.skip()
+    status = describe(record, rows)
+    if len(rows) == seen:
+        return status, gr.skip(), gr.skip(), seen, command
+    return status, loss_figure(rows, title=f"Loss · {record.name}"), metrics_figure(rows), len(rows), command
+
+
+def redraw_loss(run_id, log_scale):
+    record = registry.get(run_id) if run_id else None
+    if record is None:
+        return gr.skip()
+    return loss_figure(read_metrics(record.run_dir / "metrics.jsonl"), title=f"Loss · {record.name}", log_scale=log_scale)
+
+
+def build_monitor() -> dict:
+    """Create the monitoring widgets (call inside the tab's right column) and wire the timer."""
+    run_picker = gr.Dropdown(label="Watching run", choices=[], allow_custom_value=True, elem_id="train-run")
+    status = gr.HTML(elem_id="train-status")
+    log_scale = gr.Checkbox(value=False, label="Log-scale loss", elem_id="train-log-scale")
+    plot = gr.Plot(label="Loss", elem_id="train-plot")
+    with gr.Accordion("Learning rate, grad norm, tokens/s, memory and method metrics", open=True):
+        metrics_plot = gr.Plot(label="Metrics", elem_id="train-metrics")
+    command = gr.Textbox(label="Equivalent CLI command", interactive=False, buttons=["copy"], elem_id="train-command")
+    seen_rows = gr.State(-1)
+    timer = gr.Timer(POLL_SECONDS)
+    run_picker.change(lambda: -1, None, seen_rows)
+    log_scale.change(redraw_loss, [run_picker, log_scale], plot)
+    timer.tick(refresh, [run_picker, seen_rows], [status, plot, metrics_plot, seen_rows, command], show_progress="hidden")
+    return {"run_picker": run_picker, "status": status, "plot": plot, "command": command}
+
+
+def stop_run(run_id):
+    if not run_id:
+        return status_html("No run selected.", "warn")
+    return status_html(runner.cancel_in_background(run_id), "info")
+
+
+# --- clone run and presets: they fill the form owned by the Train tab -------------------------
+
+def form_to_raw(keys: list[str], values: list) -> dict:
+    """Widget values -> config keys (the form shows max_steps -1 as 0)."""
+    raw = dict(zip(keys, values))
+    if "max_steps" in raw:
+        raw["max_steps"] = int(raw["max_steps"]) if raw["max_steps"] else -1
+    return {k: v for k, v in raw.items() if v is not None}
+
+
+def raw_to_form(keys: list[str], raw: dict) -> list:
+    updates = []
+    for key in keys:
+        if key not in raw:
+            updates.append(gr.skip())
+        elif key == "max_steps":
+            updates.append(0 if raw[key] in (-1, None) else raw[key])
+        else:
+            updates.append(raw[key])
+    return updates
+
+
+def build_reuse(form: dict, run_picker) -> None:
+    """Clone the watched run's config into the form; save/load named presets."""
+    keys = list(form)
+    widgets = list(form.values())
+    with gr.Accordion("Clone a run · presets", open=False):
+        with gr.Row():
+            clone = gr.Button("Clone watched run into the form", size="sm", elem_id="train-clone")
+        with gr.Row():
+            preset_name = gr.Textbox(label="Preset name", scale=2, elem_id="train-preset-name")
+            save = gr.Button("Save preset", size="sm", elem_id="train-preset-save")
+        with gr.Row():
+            preset_pick = gr.Dropdown(label="Presets", choices=presets.list_presets(), scale=2, elem_id="train-preset-pick")
+            load = gr.Button("Load preset", size="sm", elem_id="train-preset-load")
+        reuse_status = gr.HTML(elem_id="train-preset-status")
+
+    def clone_run(run_id):
+        record = registry.get(run_id) if run_id else None
+        if record is None or not (record.run_dir / "config.yaml").is_file():
+            return [status_html("Pick a run with a saved config first.", "warn")] + [gr.skip()] * len(keys)
+        raw = yaml.safe_load((record.run_dir / "config.yaml").read_text()) or {}
+        return [status_html(f"Form filled from run {record.id}; change what you like and press Start.", "ok")] + raw_to_form(keys, raw)
+
+    def save_preset(name, *values):
+        try:
+            cfg = RunConfig.from_dict({**form_to_raw(keys, list(values)), "data": "preset"}, where="Train tab")
+            saved = presets.save_preset(name, cfg)
+        except Exception as err:  # noqa: BLE001
+            return status_html(error_text(err), "error"), gr.skip()
+        return status_html(f"Saved preset '{html.escape(saved)}'.", "ok"), gr.update(choices=presets.list_presets(), value=saved)
+
+    def load_preset(name):
+        try:
+            raw = presets.load_preset(name or "")
+        except Exception as err:  # noqa: BLE001
+            return [status_html(error_text(err), "error")] + [gr.skip()] * len(keys)
+        return [status_html(f"Loaded preset '{name}'.", "ok")] + raw_to_form(keys, raw)
+
+    clone.click(clone_run, run_picker, [reuse_status, *widgets])
+    save.click(save_preset, [preset_name, *widgets], [reuse_status, preset_pick])
+    load.click(load_preset, preset_pick, [reuse_status, *widgets])
