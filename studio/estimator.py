@@ -1,0 +1,425 @@
+"""Peak memory, time and cost of a training run, from the model's config.json alone (no weights).
+
+The model is a count of what the studio's trainers keep alive (TRL SFTTrainer / DPOTrainer /
+PPOTrainer over transformers + PEFT, SDPA attention), not a rule of thumb:
+
+- weights: bf16 on a GPU, fp32 on a CPU; QLoRA keeps the linear layers in NF4 with double
+  quantisation (~4.13 bits per weight) and the embeddings/head in bf16 (TRL does not call
+  `prepare_model_for_kbit_training`, so nothing is upcast to fp32; `qlora_fp32_upcast=True`
+  models the plain-PEFT path that does, for comparison with issue 7's baseline);
+- trainable state: LoRA adapters are fp32 (PEFT's autocast_adapter_dtype) with fp32 grads and
+  AdamW moments (16 bytes/param); QLoRA adapters are bf16 with paged 8-bit AdamW (6 bytes/param);
+  full fine-tuning of a bf16 model keeps bf16 grads and bf16 moments (6 bytes/param on top);
+- activations per token and layer: the tensors autograd saves in a Llama-style block (two RMSNorms
+  that upcast to fp32, q/k/v after RoPE with k/v repeated for GQA, attention output, the SwiGLU
+  intermediates, and LoRA's dropout copies and masks); with gradient checkpointing only each
+  layer's input is kept plus one layer recomputed in backward;
+- logits: the loss upcasts to fp32 and log-softmax keeps its output, so about 12 bytes per
+  vocabulary entry per token at the loss (bf16 logits + fp32 log-probs + their gradient).
+
+DPO doubles the tokens (chosen + rejected; the reference is the adapter switched off, so no second
+copy). PPO holds policy (+adapter; reference = adapter off), a trainable value model and a frozen
+reward model, as TRL's PPOTrainer does. Reference architectures ship in assets/architectures/.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import StudioError
+
+GIB = 1024**3
+CARD_GIB = 24.0  # RTX 4090: 24 GiB of GDDR6X
+CONTEXT_GIB = 1.5  # left for the CUDA context and allocator slack (as issue 7 emulates the card)
+ARCH_DIR = Path(__file__).resolve().parents[1] / "assets" / "architectures"
+ESTIMATE_METHODS = ("full", "instruction", "lora", "qlora", "dpo", "reward", "ppo", "rlhf", "constitutional")
+OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit", "sgd")
+
+# Throughput reference points (measured) used to turn FLOPs into time.
+# GPU: issue 7's plain HF+PEFT run on one H200 (Llama-3-8B LoRA 2048x4, gradient checkpointing): 6,438 tok/s.
+H200_REFERENCE = {"arch": "Llama-3-8B", "method": "lora", "seq": 2048, "tokens_per_s": 6438.0, "peak_tflops": 989.0}
+DEVICE_PEAK_TFLOPS = {"rtx4090": 165.2, "a100-80gb": 312.0, "h200": 989.0}  # dense bf16, vendor sheets
+PRICES = {
+    "openai_gpt4o_per_million_tokens": 25.0,  # OpenAI gpt-4o fine-tuning, per 1M training tokens
+    "a100_80gb_per_hour": 1.10,  # a typical A100-80GB rental
+    "rtx4090_watts": 450.0,  # board power of the reference card
+    "electricity_per_kwh": 0.30,
+}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The numbers of a decoder-only transformer that decide its memory."""
+
+    name: str
+    layers: int
+    hidden: int
+    intermediate: int
+    vocab: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    tied_embeddings: bool
+    attention_bias: bool = False
+
+    @property
+    def q_dim(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.head_dim
+
+    @property
+    def layer_linear_params(self) -> int:
+        h, i = self.hidden, self.intermediate
+        attention = h * self.q_dim + 2 * h * self.kv_dim + self.q_dim * h
+        bias = (self.q_dim + 2 * self.kv_dim) if self.attention_bias else 0
+        return attention + bias + 3 * h * i
+
+    @property
+    def linear_params(self) -> int:
+        """Parameters in the decoder blocks' linear layers (what QLoRA quantises)."""
+        return self.layers * self.layer_linear_params
+
+    @property
+    def embedding_params(self) -> int:
+        """Embedding plus untied output head, and the norms (what stays in 16 bits under QLoRA)."""
+        return self.vocab * self.hidden * (1 if self.tied_embeddings else 2) + (2 * self.layers + 1) * self.hidden
+
+    @property
+    def params(self) -> int:
+        return self.linear_params + self.embedding_params
+
+    def lora_params(self, rank: int, target: str = "all-linear") -> int:
+        h, i, q, kv = self.hidden, self.intermediate, self.q_dim, self.kv_dim
+        attention = (h + q) + 2 * (h + kv) + (q + h)
+        mlp = 3 * (h + i)
+        return self.layers * rank * (attention + (mlp if target == "all-linear" else 0))
+
+
+def architecture_from_config(config: dict, name: str = "model", where: str = "config.json") -> Architecture:
+    """Read the keys that matter; a missing one is a one-line error naming it."""
+    config = config.get("text_config", config) if isinstance(config.get("text_config"), dict) else config
+
+    def need(*keys: str) -> int:
+        for key in keys:
+            if isinstance(config.get(key), int):
+                return config[key]
+        raise StudioError(f"config.json has no `{keys[0]}`; cannot estimate memory for this architecture.", where=where,
+                          hint="Give the folder of a decoder-only model (Llama, Qwen, Mistral, SmolLM...).")
+
+    hidden = need("hidden_size", "n_embd", "d_model")
+    heads = need("num_attention_heads", "n_head")
+    kv_heads = config.get("num_key_value_heads") or heads
+    head_dim = config.get("head_dim") or hidden // heads
+    return Architecture(
+        name=name,
+        layers=need("num_hidden_layers", "n_layer"),
+        hidden=hidden,
+        intermediate=need("intermediate_size", "n_inner", "ffn_dim"),
+        vocab=need("vocab_size"),
+        heads=heads,
+        kv_heads=int(kv_heads),
+        head_dim=int(head_dim),
+        tied_embeddings=bool(config.get("tie_word_embeddings", False)),
+        attention_bias=bool(config.get("attention_bias", config.get("model_type") == "qwen2")),
+    )
+
+
+def known_architectures() -> list[str]:
+    return sorted(p.stem for p in ARCH_DIR.glob("*.json"))
+
+
+def load_architecture(model: str) -> Architecture:
+    """A folder or config.json path, `embedded`, a bundled architecture name, or a cached hub id."""
+    text = str(model or "embedded").strip()
+    path = Path(text).expanduser()
+    if path.is_dir():
+        path = path / "config.json"
+        if not path.is_file():
+            raise StudioError(f"{path.parent} has no config.json.", where="model", hint="Point at a Hugging Face model folder.")
+    if path.is_file():
+        return architecture_from_config(_read_json(path), name=path.parent.name, where=str(path))
+    if text in ("embedded", "default"):
+        return load_architecture(str(ARCH_DIR / "SmolLM2-135M.json"))
+    short = text.rsplit("/", 1)[-1].lower().removeprefix("meta-")
+    for candidate in ARCH_DIR.glob("*.json"):
+        if candidate.stem.lower() == short:
+            return architecture_from_config(_read_json(candidate), name=candidate.stem, where=str(candidate))
+    try:
+        from huggingface_hub import hf_hub_download
+
+        cached = hf_hub_download(text, "config.json", local_files_only=True)
+        return architecture_from_config(_read_json(Path(cached)), name=text, where=cached)
+    except Exception:
+        pass
+    raise StudioError(
+        f"no config.json found for '{text}'.",
+        where="model",
+        hint="Give a folder that holds config.json (weights not needed), or one of: " + ", ".join(known_architectures()) + ".",
+    )
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise StudioError(f"cannot read {path}: {err}.", where=str(path)) from None
+    if not isinstance(data, dict):
+        raise StudioError("config.json must be a JSON object.", where=str(path))
+    return data
+
+
+@dataclass
+class Setup:
+    """The knobs that change memory. `device` is `gpu` (bf16, the RTX 4090 reference) or `cpu` (fp32)."""
+
+    method: str = "lora"
+    seq: int = 512
+    batch: int = 4
+    gradient_checkpointing: bool = True
+    optimizer: str | None = None  # None: what the studio's trainer uses for this method and device
+    lora_r: int = 16
+    lora_target: str = "all-linear"
+    lora_dropout: float = 0.05
+    device: str = "gpu"
+    qlora_fp32_upcast: bool = False
+
+    def validate(self) -> None:
+        if self.method not in ESTIMATE_METHODS:
+            raise StudioError(f"method '{self.method}' is not one of {', '.join(ESTIMATE_METHODS)}.", where="method")
+        for name in ("seq", "batch", "lora_r"):
+            if int(getattr(self, name)) < 1:
+                raise StudioError(f"{name} must be at least 1, got {getattr(self, name)}.", where=name)
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise StudioError(f"optimizer '{self.optimizer}' is not one of {', '.join(OPTIMIZERS)}.", where="optimizer")
+        if self.device not in ("gpu", "cpu"):
+            raise StudioError(f"device must be gpu or cpu, got '{self.device}'.", where="device")
+
+
+@dataclass
+class MemoryEstimate:
+    peak_gib: float
+    parts_gib: dict[str, float]
+    fits_24gb: bool
+    tokens_per_step: int
+
+
+def _adapter(method: str) -> bool:
+    return method in ("lora", "qlora", "dpo", "reward", "ppo", "rlhf", "constitutional")
+
+
+def memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
+    """Peak bytes of one training step (max over the loss, layer-backward and optimiser phases)."""
+    setup.validate()
+    cpu = setup.device == "cpu"
+    method = setup.method
+    upcast = method == "qlora" and setup.qlora_fp32_upcast
+    act = 4 if (cpu or upcast) else 2  # bytes per activation element
+    weight_bytes = 4 if cpu else 2
+    h, i, v, layers = arch.hidden, arch.intermediate, arch.vocab, arch.layers
+    pairs = method in ("dpo", "reward", "constitutional")
+    tokens = setup.seq * setup.batch * (2 if pairs else 1)
+
+    # Weights.
+    if method == "qlora" and not cpu:
+        weights = arch.linear_params * 4.127 / 8 + arch.embedding_params * (4 if upcast else 2)
+    else:
+        weights = arch.params * weight_bytes
+    # Trainable state: parameter copy (adapters only), gradient, optimiser moments.
+    adapter = _adapter(method)
+    trainable = arch.lora_params(setup.lora_r, setup.lora_target) if adapter else arch.params
+    optimizer = setup.optimizer or ("paged_adamw_8bit" if method == "qlora" and not cpu else "adamw")
+    moment_bytes = {"adamw": 8 if adapter or cpu else 2 * weight_bytes, "adamw_8bit": 2, "paged_adamw_8bit": 2, "sgd": 0}[optimizer]
+    if adapter:
+        param_bytes = 2 if (method == "qlora" and not cpu) else 4  # PEFT keeps adapters fp32; TRL casts QLoRA's to bf16
+        state = trainable * (2 * param_bytes + moment_bytes)
+    else:
+        state = trainable * (weight_bytes + moment_bytes)
+    # Optimiser step: foreach AdamW makes one temporary per trainable tensor group.
+    optimizer_temp = trainable * (4 if adapter else weight_bytes) if optimizer == "adamw" else 0
+
+    # Saved activations per token per layer.
+    norm = 4 * h + act * h if act == 2 else 2 * act * h  # fp32 upcast copy + normalised output
+    attention = act * (3 * h + 2 * max(arch.kv_dim, arch.q_dim))  # q, k, v (GQA repeated), output, o_proj input
+    mlp = 4 * act * i  # gate, SiLU(gate), up, product
+    lora = 0.0
+    if adapter and setup.lora_dropout > 0:
+        inputs = (6 * h + i) if setup.lora_target == "all-linear" else 4 * h
+        lora = inputs * ((act if cpu else 2) + 1)  # dropout copy (autocast to bf16 on GPU) + mask
+    per_layer = 2 * norm + attention + mlp + lora
+    if method in ("ppo", "rlhf"):
+        per_layer *= 2  # policy and value model both run forward/backward on the rollouts
+
+    logits = 12 * v * tokens if method != "reward" else 0  # bf16 logits + fp32 log-probs + gradient
+    if setup.gradient_checkpointing:
+        saved = layers * act * h * tokens
+        layer_backward = per_layer * tokens + act * (2 * h + 2 * i) * tokens
+        activations = saved + max(logits, layer_backward)
+    else:
+        activations = layers * per_layer * tokens + logits
+
+    extra = 0.0
+    if method == "qlora" and not cpu:
+        extra += 2 * max(h * i, h * arch.q_dim)  # one dequantised weight at a time
+    if method in ("ppo", "rlhf"):
+        value_weights = arch.params * weight_bytes
+        extra += value_weights  # value model (a full copy, trained)
+        extra += arch.params * (weight_bytes + (2 * weight_bytes if not cpu else 8))  # its gradient + moments
+        extra += arch.params * weight_bytes  # frozen reward model
+        extra += 2 * layers * arch.kv_dim * act * tokens  # rollout KV cache
+    peak = weights + state + extra + max(activations, optimizer_temp)
+    parts = {
+        "weights": weights,
+        "trainable_state": state,
+        "activations": activations,
+        "logits": logits,
+        "other_models_and_temps": extra,
+    }
+    return MemoryEstimate(
+        peak_gib=peak / GIB,
+        parts_gib={k: round(val / GIB, 3) for k, val in parts.items()},
+        fits_24gb=peak / GIB <= CARD_GIB - CONTEXT_GIB,
+        tokens_per_step=tokens,
+    )
+
+
+def largest_batch(arch: Architecture, setup: Setup, limit_gib: float = CARD_GIB - CONTEXT_GIB) -> int:
+    """Largest per-device batch at this sequence length that fits; 0 if even batch 1 doesn't."""
+    def fits(batch: int) -> bool:
+        return memory(arch, _with(setup, batch=batch)).peak_gib <= limit_gib
+
+    return _largest(fits, 1, 4096)
+
+
+def largest_seq(arch: Architecture, setup: Setup, limit_gib: float = CARD_GIB - CONTEXT_GIB, step: int = 128) -> int:
+    """Largest sequence length (a multiple of `step`) at this batch that fits; 0 if none does."""
+    def fits(blocks: int) -> bool:
+        return memory(arch, _with(setup, seq=blocks * step)).peak_gib <= limit_gib
+
+    return _largest(fits, 1, 1 << 14) * step
+
+
+def _largest(fits, low: int, high: int) -> int:
+    if not fits(low):
+        return 0
+    while low < high:  # binary search: memory grows with batch and sequence
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid - 1)
+    return low
+
+
+def _with(setup: Setup, **changes) -> Setup:
+    return Setup(**{**asdict(setup), **changes})
+
+
+def train_flops_per_token(arch: Architecture, setup: Setup) -> float:
+    """Forward 2N (+ causal attention), backward 2x forward for full, 1x for adapters, +1x recompute."""
+    matmul = arch.linear_params + arch.vocab * arch.hidden
+    forward = 2 * matmul + 2 * arch.layers * setup.seq * arch.q_dim
+    passes = (2 if _adapter(setup.method) else 3) + (1 if setup.gradient_checkpointing else 0)
+    return forward * passes
+
+
+def throughput(arch: Architecture, setup: Setup, device: str = "rtx4090") -> float:
+    """Tokens/s, scaling issue 7's measured H200 utilisation to the device's bf16 peak."""
+    ref_arch = load_architecture(H200_REFERENCE["arch"])
+    ref_setup = Setup(method="lora", seq=H200_REFERENCE["seq"], gradient_checkpointing=True)
+    utilisation = H200_REFERENCE["tokens_per_s"] * train_flops_per_token(ref_arch, ref_setup) / (H200_REFERENCE["peak_tflops"] * 1e12)
+    return utilisation * DEVICE_PEAK_TFLOPS[device] * 1e12 / train_flops_per_token(arch, setup)
+
+
+@dataclass
+class Estimate:
+    model: str
+    method: str
+    seq: int
+    batch: int
+    gradient_checkpointing: bool
+    device: str
+    params: int
+    trainable_params: int
+    peak_gib: float
+    parts_gib: dict
+    fits_24gb: bool
+    max_batch_24gb: int
+    max_seq_24gb: int
+    tokens_per_s_4090: float
+    train_tokens: int | None = None
+    hours_4090: float | None = None
+    cost: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["peak_gib"] = round(self.peak_gib, 2)
+        data["tokens_per_s_4090"] = round(self.tokens_per_s_4090, 1)
+        return data
+
+    def describe(self) -> str:
+        lines = [
+            f"{self.model} · {self.method} · seq {self.seq} × batch {self.batch}"
+            + (" · gradient checkpointing" if self.gradient_checkpointing else ""),
+            f"peak memory ≈ {self.peak_gib:.1f} GiB ({self.device}) — "
+            + ("fits" if self.fits_24gb else "does NOT fit")
+            + f" a 24 GB RTX 4090 (≤ {CARD_GIB - CONTEXT_GIB:.1f} GiB usable)",
+            f"largest batch at seq {self.seq}: {self.max_batch_24gb}; largest seq at batch {self.batch}: {self.max_seq_24gb}",
+            "parts (GiB): " + ", ".join(f"{k} {v:.2f}" for k, v in self.parts_gib.items()),
+            f"≈ {self.tokens_per_s_4090:,.0f} tokens/s on an RTX 4090 (scaled from a measured H200 run)",
+        ]
+        if self.hours_4090 is not None:
+            lines.append(f"{self.train_tokens:,} training tokens ≈ {self.hours_4090 * 60:.1f} min on a 4090")
+            lines.append("cost: " + ", ".join(f"{k} ${v:.2f}" for k, v in self.cost.items()))
+        return "\n".join(lines + [f"note: {n}" for n in self.notes])
+
+
+def estimate(model: str | Architecture, setup: Setup | None = None, *, train_tokens: int | None = None, **knobs) -> Estimate:
+    """The whole answer for one model and setup; `train_tokens` (dataset tokens × epochs) adds time and cost."""
+    setup = setup or Setup(**knobs)
+    setup.validate()
+    arch = model if isinstance(model, Architecture) else load_architecture(model)
+    mem = memory(arch, setup)
+    gpu_setup = _with(setup, device="gpu")
+    tokens_per_s = throughput(arch, setup)
+    notes = []
+    if setup.method in ("ppo", "rlhf"):
+        notes.append("PPO counts policy + adapter (reference = adapter off), a trained value model and a frozen reward model; rollouts add a KV cache.")
+    if setup.method == "qlora" and setup.device == "cpu":
+        notes.append("QLoRA needs a CUDA GPU (bitsandbytes 4-bit); on a CPU this is an fp32 LoRA.")
+    result = Estimate(
+        model=arch.name,
+        method=setup.method,
+        seq=setup.seq,
+        batch=setup.batch,
+        gradient_checkpointing=setup.gradient_checkpointing,
+        device=setup.device,
+        params=arch.params,
+        trainable_params=arch.lora_params(setup.lora_r, setup.lora_target) if _adapter(setup.method) else arch.params,
+        peak_gib=mem.peak_gib,
+        parts_gib=mem.parts_gib,
+        fits_24gb=memory(arch, gpu_setup).fits_24gb,
+        max_batch_24gb=largest_batch(arch, gpu_setup),
+        max_seq_24gb=largest_seq(arch, gpu_setup),
+        tokens_per_s_4090=tokens_per_s,
+        notes=notes,
+    )
+    if train_tokens:
+        hours = train_tokens / tokens_per_s / 3600
+        a100_hours = hours * DEVICE_PEAK_TFLOPS["rtx4090"] / DEVICE_PEAK_TFLOPS["a100-80gb"]
+        result.train_tokens = int(train_tokens)
+        result.hours_4090 = hours
+        result.cost = {
+            "local_electricity": hours * PRICES["rtx4090_watts"] / 1000 * PRICES["electricity_per_kwh"],
+            "a100_80gb_rental": max(a100_hours, 1 / 60) * PRICES["a100_80gb_per_hour"],
+            "openai_gpt4o_finetune": train_tokens / 1e6 * PRICES["openai_gpt4o_per_million_tokens"],
+        }
+        result.cost = {k: round(v, 4) for k, v in result.cost.items()}
+    return result
+
+
+
+__all__ = ["Architecture", "Estimate", "Setup", "estimate", "load_architecture", "memory", "largest_batch", "largest_seq",
+           "architecture_from_config", "known_architectures", "throughput"]
