@@ -1,4 +1,4 @@
-"""Headless CLI: `python -m studio train RUN.yaml`, `runs list|show|cancel|resume`, `chat`, `eval`, `export`, `data`.
+"""Headless CLI: `python -m studio train RUN.yaml`, `runs list|show|cancel|resume`, `chat`, `eval`, `export`, `data`, `advise`, `estimate`.
 
 User errors print one line (`error: ...`) and exit 2; they never print a traceback.
 """
@@ -152,6 +152,65 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_advise(args) -> int:
+    from .advisor import Answers, advise, check_base_model, dataset_signals
+
+    if args.answers:
+        text, where = open(args.answers).read() if os.path.isfile(args.answers) else None, args.answers
+        if text is None:
+            raise StudioError(f"answers file not found: {args.answers}.")
+    elif sys.stdin.isatty():
+        raise StudioError("give the answers as JSON on stdin or with --answers FILE.",
+                          hint='echo \'{"examples": 500, "goal": "style", "has_eval_set": true}\' | python -m studio advise --json')
+    else:
+        text, where = sys.stdin.read(), "stdin"
+    try:
+        raw = json.loads(text or "null")
+    except json.JSONDecodeError as err:
+        raise StudioError(f"the answers are not valid JSON ({err.msg}).", where=f"{where} line {err.lineno}") from None
+    signals = dataset_signals(args.data, model=args.model) if args.data else None
+    if signals is not None and isinstance(raw, dict):
+        raw.setdefault("examples", signals.examples)
+        raw.setdefault("has_eval_set", signals.has_eval_split)
+    check = None
+    if args.check_base:
+        if signals is None:
+            raise StudioError("--check-base needs --data (its eval split holds the prompts and references).")
+        check = check_base_model(signals.eval_pairs, model=args.model, sample=args.sample, max_new_tokens=args.max_new_tokens)
+        if isinstance(raw, dict):
+            raw.setdefault("base_model_already_good", check.already_good)
+    answers = Answers.from_dict(raw, where=where)
+    result = advise(answers, signals=signals, model=args.model, device=args.device,
+                    wants_scalar_reward=args.scalar_reward, has_principles=args.principles)
+    if args.json:
+        out = result.to_dict()
+        if signals is not None:
+            out["signals"] = {k: v for k, v in signals.__dict__.items() if k != "eval_pairs"}
+        if check is not None:
+            out["base_check"] = {"mean_score": check.mean_score, "already_good": check.already_good,
+                                 "rows": [r.__dict__ for r in check.rows]}
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+    else:
+        if signals is not None:
+            print(f"data: {signals.describe()}")
+        if check is not None:
+            print(check.describe())
+        print(result.describe())
+    return 0
+
+
+def cmd_estimate(args) -> int:
+    from .estimator import Setup, estimate, load_architecture
+
+    arch = load_architecture(args.model)
+    checkpointing = {"on": True, "off": False, "auto": arch.params >= 1e9}[args.gradient_checkpointing]
+    setup = Setup(method=args.method, seq=args.seq, batch=args.batch, gradient_checkpointing=checkpointing,
+                  optimizer=args.optimizer, lora_r=args.lora_r, device=args.device)
+    result = estimate(arch, setup, train_tokens=args.train_tokens)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.describe())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m studio", description="Fine-tuning Studio, headless.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -206,6 +265,34 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="datasets: inspect PATH [--json] | prepare PATH --name N | versions (see `data -h`)", add_help=False)
     data.add_argument("data_args", nargs=argparse.REMAINDER)
     data.set_defaults(func=cmd_data)
+    advise_p = sub.add_parser("advise", help="fine-tune, RAG, prompting or build an eval first? answers as JSON on stdin")
+    advise_p.add_argument("--json", action="store_true", help="print JSON: approach, reasons, next_step, method, preset")
+    advise_p.add_argument("--answers", help="read the answers from this JSON file instead of stdin")
+    advise_p.add_argument("--data", help="a dataset file or saved version: fills examples, eval split and token lengths")
+    advise_p.add_argument("--model", default="embedded", help="model or config.json folder (for the method picker and estimate)")
+    advise_p.add_argument("--device", choices=["gpu", "cpu"], default="gpu", help="gpu = the 24 GB RTX 4090 reference")
+    advise_p.add_argument("--check-base", action="store_true", help="run the base model on a sample of the eval split")
+    advise_p.add_argument("--sample", type=int, default=5, help="eval prompts for --check-base")
+    advise_p.add_argument("--max-new-tokens", type=int, default=96)
+    advise_p.add_argument("--scalar-reward", action="store_true", help="a scalar reward is wanted (RLHF)")
+    advise_p.add_argument("--principles", action="store_true", help="you have written principles (Constitutional AI)")
+    advise_p.set_defaults(func=cmd_advise)
+
+    from .estimator import ESTIMATE_METHODS, OPTIMIZERS
+
+    est = sub.add_parser("estimate", help="peak memory, fits-24GB, time and cost, from config.json only")
+    est.add_argument("--model", required=True, help="a folder with config.json, a config.json, `embedded` or a known name")
+    est.add_argument("--method", required=True, choices=ESTIMATE_METHODS)
+    est.add_argument("--seq", type=int, required=True, help="sequence length (max_length)")
+    est.add_argument("--batch", type=int, required=True, help="per-device batch size")
+    est.add_argument("--gradient-checkpointing", choices=["auto", "on", "off"], default="auto", help="auto: on for models of 1B+")
+    est.add_argument("--optimizer", choices=OPTIMIZERS, help="default: what the studio's trainer uses")
+    est.add_argument("--lora-r", type=int, default=16)
+    est.add_argument("--device", choices=["gpu", "cpu"], default="gpu", help="gpu: bf16 (RTX 4090 reference); cpu: fp32 RAM")
+    est.add_argument("--train-tokens", type=int, help="dataset tokens x epochs: adds time and cost")
+    est.add_argument("--json", action="store_true")
+    est.set_defaults(func=cmd_estimate)
+
     model = sub.add_parser("models", help="prepare a model (converts the embedded GGUF once)")
     model.add_argument("action", choices=["prepare"])
     model.add_argument("source", nargs="?", default="embedded")
