@@ -19,6 +19,7 @@ from .common import error_text, status_html
 
 STATUS_KIND = {"completed": "ok", "failed": "error", "cancelled": "warn", "interrupted": "warn"}
 POLL_SECONDS = 0.5  # a row written to metrics.jsonl reaches the browser within ~1 s (see tests/e2e/test_runs_live.py)
+METRICS_POLL_SECONDS = 2.0
 
 
 def run_choices() -> list[tuple[str, str]]:
@@ -47,20 +48,31 @@ def describe(record, rows) -> str:
     return status_html(text, STATUS_KIND.get(record.status, "info")) + progress_bar(1.0 if record.status == "completed" else progress.fraction)
 
 
-def refresh(run_id, seen):
-    """Timer tick: status, progress and plots; the plots are only redrawn when new rows arrived."""
+def refresh(run_id, seen, log_scale=False):
+    """Fast timer tick: status, progress and the loss plot (only redrawn when new rows arrived)."""
     if not run_id:
-        return status_html("No run yet: load a dataset, then press Start.", "info"), gr.skip(), gr.skip(), seen, gr.skip()
+        return status_html("No run yet: load a dataset, then press Start.", "info"), gr.skip(), seen, gr.skip()
     record = registry.get(run_id)
     if record is None:
-        return status_html(f"Run {run_id} is gone from the registry.", "error"), gr.skip(), gr.skip(), seen, gr.skip()
+        return status_html(f"Run {run_id} is gone from the registry.", "error"), gr.skip(), seen, gr.skip()
     rows = read_metrics(record.run_dir / "metrics.jsonl")
     command_file = record.run_dir / "command.txt"
     command = command_file.read_text().strip() if command_file.exists() else gr.skip()
     status = describe(record, rows)
     if len(rows) == seen:
-        return status, gr.skip(), gr.skip(), seen, command
-    return status, loss_figure(rows, title=f"Loss · {record.name}"), metrics_figure(rows), len(rows), command
+        return status, gr.skip(), seen, command
+    return status, loss_figure(rows, title=f"Loss · {record.name}", log_scale=log_scale), len(rows), command
+
+
+def refresh_metrics(run_id, seen):
+    """Slow timer tick: the secondary panels, kept off the fast path so the loss plot stays live."""
+    record = registry.get(run_id) if run_id else None
+    if record is None:
+        return gr.skip(), seen
+    rows = read_metrics(record.run_dir / "metrics.jsonl")
+    if len(rows) == seen:
+        return gr.skip(), seen
+    return metrics_figure(rows), len(rows)
 
 
 def redraw_loss(run_id, log_scale):
@@ -72,6 +84,8 @@ def redraw_loss(run_id, log_scale):
 
 def build_monitor() -> dict:
     """Create the monitoring widgets (call inside the tab's right column) and wire the timer."""
+    for warm_up in (loss_figure, metrics_figure):  # load plotly's validators now, not on the first live point
+        warm_up([{"step": 1, "loss": 1.0, "learning_rate": 1.0}]).to_json()
     run_picker = gr.Dropdown(label="Watching run", choices=[], allow_custom_value=True, elem_id="train-run")
     status = gr.HTML(elem_id="train-status")
     log_scale = gr.Checkbox(value=False, label="Log-scale loss", elem_id="train-log-scale")
@@ -79,11 +93,12 @@ def build_monitor() -> dict:
     with gr.Accordion("Learning rate, grad norm, tokens/s, memory and method metrics", open=True):
         metrics_plot = gr.Plot(label="Metrics", elem_id="train-metrics")
     command = gr.Textbox(label="Equivalent CLI command", interactive=False, buttons=["copy"], elem_id="train-command")
-    seen_rows = gr.State(-1)
-    timer = gr.Timer(POLL_SECONDS)
-    run_picker.change(lambda: -1, None, seen_rows)
+    seen_rows, seen_metric_rows = gr.State(-1), gr.State(-1)
+    timer, slow_timer = gr.Timer(POLL_SECONDS), gr.Timer(METRICS_POLL_SECONDS)
+    run_picker.change(lambda: (-1, -1), None, [seen_rows, seen_metric_rows])
     log_scale.change(redraw_loss, [run_picker, log_scale], plot)
-    timer.tick(refresh, [run_picker, seen_rows], [status, plot, metrics_plot, seen_rows, command], show_progress="hidden")
+    timer.tick(refresh, [run_picker, seen_rows, log_scale], [status, plot, seen_rows, command], show_progress="hidden")
+    slow_timer.tick(refresh_metrics, [run_picker, seen_metric_rows], [metrics_plot, seen_metric_rows], show_progress="hidden")
     return {"run_picker": run_picker, "status": status, "plot": plot, "command": command}
 
 

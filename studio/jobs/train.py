@@ -71,6 +71,7 @@ def setup_logging(run_dir: Path) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     stream = logging.StreamHandler(sys.stderr)
     stream.setFormatter(logging.Formatter("%(message)s"))
+    stream.addFilter(lambda record: not getattr(record, "file_only", False))  # tracebacks go to log.txt only
     root = logging.getLogger("studio")
     root.handlers[:] = [handler, stream]
     root.setLevel(logging.INFO)
@@ -133,7 +134,8 @@ def execute(config_path: str | Path, *, run_id: str | None = None, resume: bool 
     from .queue import device_label, wait_for_gpu
 
     (run_dir / "env.json").write_text(json.dumps(snapshot(), indent=2) + "\n")
-    registry.mark_queued(run_id, os.getpid(), device_label(gpus))
+    device = f"accelerate x{os.environ['WORLD_SIZE']}" if is_distributed() else device_label(gpus)
+    registry.mark_queued(run_id, os.getpid(), device)
     slot = None
     try:
         if gpus and not is_distributed():
@@ -142,7 +144,7 @@ def execute(config_path: str | Path, *, run_id: str | None = None, resume: bool 
                 registry.finish(run_id, "cancelled", "Cancelled while waiting for the GPU.")
                 return run_dir
         registry.mark_running(run_id, os.getpid())
-        log.info(f"run {run_id}: {cfg.method} on {cfg.data} (model {cfg.model}, device {device_label(gpus)})" + (", resuming" if resume else ""))
+        log.info(f"run {run_id}: {cfg.method} on {cfg.data} (model {cfg.model}, device {device})" + (", resuming" if resume else ""))
         if len(gpus) > 1:
             outcome = _launch_distributed(cfg, config_file, run_id, len(gpus), resume=resume)
         else:
@@ -175,7 +177,7 @@ def train_in_process(cfg: RunConfig, run_dir: Path, *, resume: bool) -> Outcome:
         log.error(str(err))
         return Outcome("failed", str(err))
     except Exception as err:  # the user sees a message; the traceback goes to log.txt
-        log.error(traceback.format_exc())
+        log.error(traceback.format_exc(), extra={"file_only": True})
         message = OOM_ADVICE if _is_oom(err) else f"{type(err).__name__}: {err}. See log.txt in the run folder."
         err.__traceback__ = None  # drop the frames that hold the model, so its memory can be freed
         del err

@@ -29,6 +29,19 @@ def _memory_fields() -> dict:
     return fields
 
 
+def _on_any_rank(flag: bool) -> bool:
+    """In a multi-GPU run every rank must stop at the same step, or the others hang in a collective."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+    value = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 class MetricsWriter(TrainerCallback):
     """Appends each `on_log` to metrics.jsonl and honours a graceful cancel request.
 
@@ -64,7 +77,14 @@ class MetricsWriter(TrainerCallback):
             truncate_after(self.path, state.global_step)  # on resume, drop steps the checkpoint doesn't have
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or not state.is_world_process_zero:
+        if not logs:
+            return
+        loss = logs.get("loss")
+        if isinstance(loss, (int, float)) and not math.isfinite(loss):  # the logged loss is gathered: every rank stops
+            self.nonfinite_loss = True
+            self.stop_reason = f"The loss became NaN/inf at step {state.global_step}, so training stopped. Lower the learning rate or check the data."
+            control.should_training_stop = True
+        if not state.is_world_process_zero:
             return
         now = time.time()
         row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "time": now}
@@ -79,14 +99,10 @@ class MetricsWriter(TrainerCallback):
                 self._last_tokens, self._last_time = tokens, now
             row["max_steps"] = state.max_steps
             row.update(_memory_fields())
-            if row.get("loss") is None:
-                self.nonfinite_loss = True
-                self.stop_reason = f"The loss became NaN/inf at step {state.global_step}, so training stopped. Lower the learning rate or check the data."
-                control.should_training_stop = True
         self.append(row)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if (self.run_dir / CANCEL_FILE).exists():
+        if _on_any_rank((self.run_dir / CANCEL_FILE).exists()):
             if not self.cancelled:
                 (self.run_dir / STOPPING_FILE).touch()  # tells the canceller a checkpoint is being written
             self.cancelled = True
