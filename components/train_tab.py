@@ -68,4 +68,4 @@ def build(dataset_path: gr.State) -> dict:
         [action, run_picker],
     )
     stop.click(stop_run, run_picker, action)
-    return {"run_picker": run_picker, "refresh_choices": lambda: gr.update(choices=run_choices(), value=default_run())}
+    return {"run_picker": run_picker, "refresh_choices": lambda: gr.update(choices=run_choices(), value=default_run()), "form": form}
