@@ -335,7 +335,8 @@ def _detect(buffer: list[Record], path: Path) -> str:
         if utf is not None:
             raise StudioError("the file is not valid UTF-8.", where=f"{path} line {utf.line}", hint="Re-save it as UTF-8.")
         first = buffer[0]
-        raise StudioError(f"no readable rows; the first problem: {first.error[1]}.", where=f"{path}" + (f" line {first.line}" if first.line else ""), hint="Check that the file is JSON lines, JSON, CSV, Parquet or text.")
+        reason = first.error[1] if first.error else "it holds no example objects (found null)"
+        raise StudioError(f"no readable rows; the first problem: {reason}.", where=f"{path}" + (f" line {first.line}" if first.line else ""), hint="Check that the file is JSON lines, JSON, CSV, Parquet or text.")
     sample = readable[0].data
     keys = sorted(sample.keys())[:8] if isinstance(sample, dict) else type(sample).__name__
     raise StudioError(

@@ -106,6 +106,9 @@ def _jsonl(path: Path) -> Iterator[Record]:
                 continue
             try:
                 data = _loads(raw)
+            except RecursionError:
+                yield Record(row, number, None, text[:200], ("(line)", "JSON nested too deeply", "broken JSON"))
+                continue
             except _DecodeErrors as err:
                 message = str(err).split(":")[0] if _loads is not json.loads else err.msg
                 yield Record(row, number, None, text.rstrip("\r\n"), ("(line)", f"broken JSON: {message}", "broken JSON"))
@@ -127,6 +130,8 @@ def _json(path: Path) -> Iterator[Record]:
     if text[position] != "[":  # an object holding the list: read it whole (no per-element lines)
         try:
             data = json.loads(text)
+        except RecursionError:
+            raise StudioError("the JSON is nested too deeply to be a dataset.", where=str(path), hint="Each example should be a flat object.") from None
         except json.JSONDecodeError as err:
             raise StudioError(f"not valid JSON ({err.msg}).", where=f"{path} line {err.lineno}", hint="Fix the JSON syntax there.") from None
         if isinstance(data, dict):
@@ -141,6 +146,8 @@ def _json(path: Path) -> Iterator[Record]:
         counted = position
         try:
             item, end = decoder.raw_decode(text, position)
+        except RecursionError:
+            raise StudioError("the JSON is nested too deeply to be a dataset.", where=f"{path} line {line}", hint="Each example should be a flat object.") from None
         except json.JSONDecodeError as err:
             if row == 0:
                 raise StudioError(f"not valid JSON ({err.msg}).", where=f"{path} line {err.lineno}", hint="Fix the JSON syntax there.") from None
