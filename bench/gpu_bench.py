@@ -54,6 +54,12 @@ TINY = os.environ.get("BENCH_TINY") == "1"
 LORA = dict(lora_r=16, lora_alpha=32, lora_dropout=0.05, lora_target="all-linear")
 
 
+import logging
+
+logging.basicConfig(level=logging.WARNING)
+logging.getLogger("studio").setLevel(logging.INFO)  # the fast path's plan line
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -109,10 +115,10 @@ def build_model(arch: str, *, quantize: bool):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     spec = dict(ARCHITECTURES[arch])
-    config = AutoConfig.for_model(spec.pop("model_type"), **spec)
-    torch.manual_seed(0)
     if TINY:  # CPU dry run of the plumbing: same code, a toy size
         spec.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=WORDS + 3)
+    config = AutoConfig.for_model(spec.pop("model_type"), **spec)
+    torch.manual_seed(0)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16, attn_implementation="sdpa")
     if quantize:
@@ -196,6 +202,10 @@ class StepTimer:
         outer = self
 
         class _Callback(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kwargs):
+                sync()
+                outer.marks.append((time.perf_counter(), 0, 0))
+
             def on_step_end(self, args, state, control, **kwargs):
                 sync()
                 outer.marks.append((time.perf_counter(), getattr(outer.trainer, "_total_train_tokens", 0), state.global_step))
@@ -205,8 +215,8 @@ class StepTimer:
         self.trainer = None
 
     def rate(self, warm: int) -> tuple[float, float, int]:
-        """(tokens/s, steps/s, steps measured) over the steps after `warm`."""
-        (t0, k0, s0), (t1, k1, s1) = self.marks[warm - 1], self.marks[-1]
+        """(tokens/s, steps/s, steps measured) over the steps after `warm` (0: from the start)."""
+        (t0, k0, s0), (t1, k1, s1) = self.marks[warm], self.marks[-1]
         return (k1 - k0) / (t1 - t0), (s1 - s0) / (t1 - t0), s1 - s0
 
 
@@ -236,7 +246,8 @@ def baseline_sft_args(tmp: Path, *, max_steps: int, batch: int, max_length: int,
     from trl import SFTConfig
 
     return SFTConfig(output_dir=str(tmp / "ckpt"), max_steps=max_steps, per_device_train_batch_size=batch, max_length=max_length,
-                     learning_rate=2e-4, logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, **extra)
+                     learning_rate=2e-4, logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True,
+                     bf16=not TINY, **extra)
 
 
 def run_sft(model, args, dataset, tok, peft_config, warm: int) -> dict:
@@ -329,13 +340,15 @@ def part_dpo8b(result: dict, tmp: Path) -> None:
     dataset = dpo_dataset(400, 1024)
     steps, warm, batch = 10, 3, 4
     entry = result.setdefault("dpo_8b", {"max_length": 1024, "batch_pairs": batch})
-    for name in ("baseline", "studio"):
+    for name in ("baseline", "studio", "studio_no_liger"):
         log(f"dpo8b {name}")
         model = build_model("llama3-8b", quantize=False)
         try:
             args = DPOConfig(output_dir=str(tmp / f"dpo-{name}"), max_steps=steps, per_device_train_batch_size=batch, max_length=1024,
-                             learning_rate=5e-6, logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True)
-            if name == "studio":
+                             learning_rate=5e-6, logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, bf16=not TINY)
+            if name == "studio_no_liger":
+                os.environ["STUDIO_NO_LIGER"] = "1"
+            if name.startswith("studio"):
                 args, model = perf.apply(studio_config(method="lora", max_length=1024, per_device_train_batch_size=batch), args, model, trainer="dpo")
             peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
             torch.cuda.reset_peak_memory_stats()
@@ -359,9 +372,13 @@ def part_dpo8b(result: dict, tmp: Path) -> None:
             traceback.print_exc()
         release(model)
         save(result)
-    if entry.get("baseline", {}).get("pairs_per_s") and entry.get("studio", {}).get("pairs_per_s"):
-        entry["speedup"] = round(entry["studio"]["pairs_per_s"] / entry["baseline"]["pairs_per_s"], 3)
-        entry["peak_ratio"] = round(entry["studio"]["peak_reserved_gib"] / entry["baseline"]["peak_reserved_gib"], 3)
+        os.environ.pop("STUDIO_NO_LIGER", None)
+    for name in ("studio", "studio_no_liger"):
+        if entry.get("baseline", {}).get("pairs_per_s") and entry.get(name, {}).get("pairs_per_s"):
+            entry[name]["speedup"] = round(entry[name]["pairs_per_s"] / entry["baseline"]["pairs_per_s"], 3)
+            entry[name]["peak_ratio"] = round(entry[name]["peak_reserved_gib"] / entry["baseline"]["peak_reserved_gib"], 3)
+    if "speedup" in entry.get("studio", {}):
+        entry["speedup"], entry["peak_ratio"] = entry["studio"]["speedup"], entry["studio"]["peak_ratio"]
 
 
 def cap_to_24gb() -> None:
@@ -393,8 +410,9 @@ def qlora_try(arch: str, length: int, batch: int, tmp: Path, *, studio: bool, to
         out["ok"] = True
         out["wall_s"] = round(time.perf_counter() - started, 1)
         model = model.unload() if hasattr(model, "unload") else model
-    except torch.OutOfMemoryError as err:
-        out = {"ok": False, "error": "OutOfMemoryError: " + str(err).splitlines()[0][:300], "peak_reserved_gib": peak_gib()}
+    except Exception as err:  # out of memory, or anything else: record it and rebuild the model
+        traceback.print_exc()
+        out = {"ok": False, "error": f"{type(err).__name__}: " + (str(err).splitlines() or [""])[0][:300], "peak_reserved_gib": peak_gib()}
         model = None  # LoRA layers were injected in place: rebuild
     gc.collect()
     torch.cuda.empty_cache()
@@ -411,6 +429,8 @@ def part_qlora8b(result: dict, tmp: Path) -> None:
     """8B QLoRA under a 24 GB cap: the plain recipe's peak at 2048, the studio's longest context at batch 1."""
     tok = tokenizer()
     entry = result.setdefault("qlora_8b", {"cap_gib": CAP_GIB})
+    if os.environ.get("BENCH_ONLY_CONTEXT") == "1":  # the 2048 figures came from an earlier run
+        return part_qlora8b_context(result, entry, tmp, tok, None)
     log("qlora8b baseline 2048x2 (uncapped, to measure its peak)")
     model = build_model("llama3-8b", quantize=True)
     entry["baseline_2048x2_uncapped"], model = qlora_try("llama3-8b", 2048, 2, tmp, studio=False, tok=tok, model=model, steps=3)
@@ -423,9 +443,15 @@ def part_qlora8b(result: dict, tmp: Path) -> None:
     entry["studio_2048x2"], model = qlora_try("llama3-8b", 2048, 2, tmp, studio=True, tok=tok, model=model, steps=6, warm=2)
     log(f"  {entry['studio_2048x2']}")
     save(result)
+    part_qlora8b_context(result, entry, tmp, tok, model)
+
+
+def part_qlora8b_context(result: dict, entry: dict, tmp: Path, tok, model) -> None:
+    """The longest single sequence the studio path trains under the cap (one step each, ascending)."""
+    cap_to_24gb()
     contexts = entry.setdefault("contexts", {})
     best = 0
-    plan = [65536, 81920, 98304, 131072]
+    plan = [int(x) for x in os.environ.get("BENCH_CONTEXTS", "65536,81920,98304,131072").split(",")]
     deadline = time.time() + float(os.environ.get("BENCH_CONTEXT_SECONDS", 300))
     while plan and time.time() < deadline:
         length = plan.pop(0)

@@ -199,6 +199,8 @@ def choose(
 
 
 def liger_available() -> bool:
+    if os.environ.get("STUDIO_NO_LIGER") == "1":
+        return False
     return importlib.util.find_spec("liger_kernel") is not None and importlib.util.find_spec("triton") is not None
 
 
@@ -266,7 +268,9 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
     shape = ModelShape.from_config(model.config)
     liger = liger_available()
     attention = packed_attention()
-    packing = attention is not None
+    # TRL 1.12 switched DPO's padding-free mode off ("temporarily unavailable"), and flex attention
+    # recompiles for every padded shape (measured: 2x slower), so DPO keeps padded SDPA batches.
+    packing = attention is not None and trainer == "sft"
     tokens_per_row = args.max_length or cfg.max_length
     plan = choose(
         shape,
@@ -280,6 +284,8 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
         fused_loss=True,
         force_checkpointing=bool(getattr(cfg, "gradient_checkpointing", False)),
     )
+    if plan.activation_offloading and attention == "flex_attention":
+        attention = "sdpa"  # flex's compiled backward rejects the strides of offloaded activations (seen on torch 2.11)
     if trainer == "dpo":  # a DPO row is a chosen + rejected pair
         plan = dataclasses.replace(plan, per_device_train_batch_size=max(1, plan.per_device_train_batch_size // 2))
     optim = getattr(args.optim, "value", args.optim)
