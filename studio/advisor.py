@@ -15,7 +15,7 @@ Rules (from the studio's reference text, assets/advisor/rules.md) and the order 
    examples -> `rag` when a RAG signal holds, else `prompting`.
 5. `no-eval`: a fine-tune without an eval set -> `build-eval-first`, even when RAG is also needed.
 6. Both kinds of signal -> `both` (`both-domain-assistant`); only fine-tune signals -> `fine-tune`;
-   only RAG signals -> `rag`; none -> `prompting` (`nothing-to-learn`).
+   only RAG signals -> `rag` (every goal raises one kind or the other).
 
 So citations or weekly change plus a style goal gives `both`, and no eval set gives
 `build-eval-first` before any fine-tune.
@@ -54,7 +54,6 @@ RULES = {
     "few-examples": "Do not fine-tune with fewer than 100 examples: use prompting and few-shot instead.",
     "no-eval": "Do not fine-tune without eval data: build the eval first.",
     "both-domain-assistant": "Both for a domain assistant: RAG for the facts, fine-tuning for the behaviour.",
-    "nothing-to-learn": "Nothing here needs new weights or retrieval: start with prompting.",
 }
 
 
@@ -181,9 +180,7 @@ def decide(answers: Answers) -> Recommendation:
         return Recommendation("both", rag + tune + [_reason("both-domain-assistant")], NEXT_STEPS["both"])
     if tune:
         return Recommendation("fine-tune", tune, NEXT_STEPS["fine-tune"])
-    if rag:
-        return Recommendation("rag", rag, NEXT_STEPS["rag"])
-    return Recommendation("prompting", [_reason("nothing-to-learn")], NEXT_STEPS["prompting"])
+    return Recommendation("rag", rag, NEXT_STEPS["rag"])  # every goal gives a tune or a RAG signal
 
 
 # ---------------------------------------------------------------- dataset signals

@@ -142,7 +142,8 @@ def load_architecture(model: str) -> Architecture:
         if not path.is_file():
             raise StudioError(f"{path.parent} has no config.json.", where="model", hint="Point at a Hugging Face model folder.")
     if path.is_file():
-        return architecture_from_config(_read_json(path), name=path.parent.name, where=str(path))
+        name = path.parent.name if path.name == "config.json" else path.stem
+        return architecture_from_config(_read_json(path), name=name, where=str(path))
     if text in ("embedded", "default"):
         return load_architecture(str(ARCH_DIR / "SmolLM2-135M.json"))
     short = text.rsplit("/", 1)[-1].lower().removeprefix("meta-")
