@@ -97,7 +97,8 @@ def build_monitor() -> dict:
     timer, slow_timer = gr.Timer(POLL_SECONDS), gr.Timer(METRICS_POLL_SECONDS)
     run_picker.change(lambda: (-1, -1), None, [seen_rows, seen_metric_rows])
     log_scale.change(redraw_loss, [run_picker, log_scale], plot)
-    timer.tick(refresh, [run_picker, seen_rows, log_scale], [status, plot, seen_rows, command], show_progress="hidden")
+    # always_last: a tick that lands while the previous one runs is served right after it, not dropped
+    timer.tick(refresh, [run_picker, seen_rows, log_scale], [status, plot, seen_rows, command], show_progress="hidden", trigger_mode="always_last")
     slow_timer.tick(refresh_metrics, [run_picker, seen_metric_rows], [metrics_plot, seen_metric_rows], show_progress="hidden")
     return {"run_picker": run_picker, "status": status, "plot": plot, "command": command}
 

@@ -69,3 +69,18 @@ def test_memory_is_logged_with_each_training_row(tmp_path):
     writer.on_log(args, state, control, logs={"loss": 1.0})
     (row,) = read_metrics(tmp_path / "metrics.jsonl")
     assert row["cpu_rss_gib"] > 0 and row["max_steps"] == 100
+
+
+def test_tensorboard_option_writes_event_files(tmp_path):
+    from studio.config import RunConfig
+    from studio.methods.callbacks import standard_callbacks
+
+    args, state, control = trainer_objects(tmp_path)
+    writer = MetricsWriter(tmp_path)
+    callbacks = standard_callbacks(tmp_path, writer, RunConfig.from_dict({"data": "x", "tensorboard": True}))
+    assert len(standard_callbacks(tmp_path, writer, RunConfig.from_dict({"data": "x"}))) == 2
+    board = callbacks[-1]
+    state.global_step = 1
+    board.on_log(args, state, control, logs={"loss": 1.5, "learning_rate": 1e-4})
+    board.tb_writer.flush()
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
