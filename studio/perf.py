@@ -266,7 +266,8 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
     if not enabled(cfg):
         return args, model
     shape = ModelShape.from_config(model.config)
-    liger = liger_available()
+    # DPO: Liger's fused DPO loss measured slower (4.3 vs 5.2 pairs/s, 8B on an H200) and no smaller.
+    liger = liger_available() and trainer == "sft"
     attention = packed_attention()
     # TRL 1.12 switched DPO's padding-free mode off ("temporarily unavailable"), and flex attention
     # recompiles for every padded shape (measured: 2x slower), so DPO keeps padded SDPA batches.

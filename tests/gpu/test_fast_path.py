@@ -59,7 +59,7 @@ def test_packed_rows_match_per_sequence_training(attention, liger):
 
     total, hidden = 0.0, []
     for seq in sequences:  # reference: each sequence alone, fp32, token-weighted mean loss
-        out = plain(input_ids=seq[None], labels=seq[None], output_hidden_states=True)
+        out = plain(input_ids=seq[None], labels=seq[None], output_hidden_states=True, use_cache=False)
         total = total + out.loss * (len(seq) - 1)
         hidden.append(out.hidden_states[-2][0].detach())  # the last layer's input: attention effects show there
     (total / tokens).backward()
@@ -69,8 +69,9 @@ def test_packed_rows_match_per_sequence_training(attention, liger):
     labels = input_ids.clone()
     labels[position_ids == 0] = -100  # what TRL's padding-free collator does at each boundary
     with torch.no_grad():
-        packed_hidden = fast.model(input_ids=input_ids, position_ids=position_ids, output_hidden_states=True).hidden_states[-2][0]
-    loss = fast(input_ids=input_ids, position_ids=position_ids, labels=labels).loss
+        packed_hidden = fast.model(input_ids=input_ids, position_ids=position_ids, output_hidden_states=True, use_cache=False).hidden_states[-2][0]
+    # use_cache=False as in training (trainers set it): with a cache, transformers does not look for packed rows
+    loss = fast(input_ids=input_ids, position_ids=position_ids, labels=labels, use_cache=False).loss
     loss.backward()
 
     reference = torch.cat(hidden).float()
