@@ -34,6 +34,14 @@ PREFERENCE_METHODS = ("dpo", "reward")
 RL_METHODS = ("ppo", "rloo", "rlhf")
 DPO_LOSSES = ("sigmoid", "ipo", "hinge")
 CAI_MODES = {"sl": "SFT on the revisions", "rl": "DPO on AI-judged pairs", "both": "SFT on the revisions, then DPO"}
+# The method-specific knobs each method uses (the Train tab shows only these).
+METHOD_KNOBS = {
+    "dpo": ("dpo_beta", "dpo_loss_type"),
+    "ppo": ("reward_model", "response_length", "kl_coef", "ppo_epochs"),
+    "rloo": ("reward_model", "response_length", "kl_coef", "num_generations"),
+    "rlhf": ("sft_data", "rl_algorithm", "reward_model", "response_length", "kl_coef", "ppo_epochs", "num_generations"),
+    "constitutional": ("constitution", "cai_mode", "judge_model", "response_length", "dpo_beta"),
+}
 LORA_TARGETS = {"all-linear": "all-linear", "attention": ["q_proj", "k_proj", "v_proj", "o_proj"]}
 
 

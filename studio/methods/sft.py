@@ -51,13 +51,14 @@ def load_model(cfg: RunConfig, resolved: models.ResolvedModel):
     if cfg.method == "qlora":
         from transformers import BitsAndBytesConfig
 
+        compute = torch.bfloat16 if cuda else torch.float32  # bitsandbytes' CPU path has no fast bf16 kernels here
         quant = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_compute_dtype=compute,
         )
-        return models.load_causal_lm(resolved, dtype=torch.bfloat16, quantization_config=quant, device_map={"": 0} if cuda else None)
+        return models.load_causal_lm(resolved, dtype=compute, quantization_config=quant, device_map={"": 0} if cuda else None)
     return models.load_causal_lm(resolved)
 
 

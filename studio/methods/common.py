@@ -1,0 +1,212 @@
+"""Shared pieces of the preference and RL methods: data, tokenizer, LoRA, trainer args, stages."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from .. import models
+from ..config import LORA_TARGETS, RunConfig
+from ..data import load_dataset_file
+from ..errors import StudioError
+from .context import RunContext
+
+PREFERENCE_HINT = (
+    "give preference pairs: one JSON object per line with `prompt`, `chosen` and `rejected` (text or chat "
+    "messages), or sharegpt `conversations` + `chosen` + `rejected`."
+)
+PROMPT_HINT = "give prompts: one JSON object per line with `prompt` (or any instruction, chat or preference file; its prompts are used)."
+PAD_CANDIDATES = ("<|endoftext|>", "<|pad|>", "<pad>", "<|finetune_right_pad_id|>", "<unk>")
+
+
+# ---------------------------------------------------------------- data
+
+
+def file_format(path: str | Path) -> str:
+    """The detected format of a dataset file or saved version: preference, prompt_only, alpaca, ..."""
+    return load_dataset_file(path).format
+
+
+def read_preference(path: str | Path, method: str) -> list[dict]:
+    """Preference pairs (conversational) for dpo / reward; any other format is refused up front."""
+    loaded = load_dataset_file(path)
+    if loaded.format != "preference":
+        raise StudioError(
+            f"method `{method}` needs preference pairs, but this dataset's format is '{loaded.format}'.",
+            where=str(path),
+            hint=PREFERENCE_HINT[0].upper() + PREFERENCE_HINT[1:],
+        )
+    return loaded.to_trl("preference") + (loaded.to_trl("preference", split="eval") if loaded.eval_conversations else [])
+
+
+def read_prompts(path: str | Path) -> list[list[dict]]:
+    """Prompts (message lists ending with a user turn) from prompt-only, instruction, chat or preference data."""
+    loaded = load_dataset_file(path)
+    if loaded.format == "text":
+        raise StudioError("this dataset is raw text, which has no prompts.", where=str(path), hint=PROMPT_HINT[0].upper() + PROMPT_HINT[1:])
+    rows = loaded.to_trl("prompt_only") + (loaded.to_trl("prompt_only", split="eval") if loaded.eval_conversations else [])
+    prompts = [r["prompt"] for r in rows if r["prompt"]]
+    if not prompts:
+        raise StudioError("no usable prompts in the dataset.", where=str(path), hint=PROMPT_HINT[0].upper() + PROMPT_HINT[1:])
+    return prompts
+
+
+def split(rows: list[dict], cfg: RunConfig) -> tuple[list[dict], list[dict]]:
+    """Held-out split (seeded) when eval_fraction > 0 and there are enough rows."""
+    if cfg.eval_fraction <= 0 or len(rows) < 10:
+        return rows, []
+    import random
+
+    order = list(range(len(rows)))
+    random.Random(cfg.seed).shuffle(order)
+    cut = max(1, int(round(len(rows) * cfg.eval_fraction)))
+    return [rows[i] for i in order[cut:]], [rows[i] for i in order[:cut]]
+
+
+# ---------------------------------------------------------------- models
+
+
+def prepare_tokenizer(resolved: models.ResolvedModel):
+    """The tokenizer with eos matching the model's generation config and a pad token distinct from eos.
+
+    Converted GGUF tokenizers can carry a wrong eos (SmolLM2's says <|im_start|>); trainers append
+    eos to completions and PPO truncates at it, so it must be the token the chat template ends turns with.
+    PPO and the reward model also need pad != eos, or the final eos is masked out as padding.
+    """
+    tokenizer = models.load_tokenizer(resolved)
+    eos_id = None
+    for name in ("generation_config.json", "config.json"):
+        file = Path(resolved.path) / name
+        if file.is_file():
+            eos_id = json.loads(file.read_text()).get("eos_token_id")
+            if eos_id is not None:
+                break
+    if isinstance(eos_id, list):
+        eos_id = eos_id[0]
+    if isinstance(eos_id, int) and eos_id != tokenizer.eos_token_id and eos_id < len(tokenizer):
+        tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos_id)
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        vocab = tokenizer.get_vocab()
+        for candidate in PAD_CANDIDATES:
+            if candidate in vocab and vocab[candidate] != tokenizer.eos_token_id:
+                tokenizer.pad_token = candidate
+                break
+    return tokenizer
+
+
+def lora_config(cfg: RunConfig, task_type: str = "CAUSAL_LM", modules_to_save: list[str] | None = None):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=LORA_TARGETS[cfg.lora_target],
+        use_dora=cfg.use_dora,
+        use_rslora=cfg.use_rslora,
+        task_type=task_type,
+        modules_to_save=modules_to_save,
+    )
+
+
+def quantization(cfg: RunConfig):
+    """4-bit NF4 with double quantisation (QLoRA) when `quantize_4bit` is set; bf16 compute on CUDA."""
+    if not getattr(cfg, "quantize_4bit", False):
+        return None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32,
+    )
+
+
+def load_policy(cfg: RunConfig, resolved: models.ResolvedModel):
+    quant = quantization(cfg)
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    model = models.load_causal_lm(resolved, dtype=dtype, quantization_config=quant, device_map={"": 0} if (quant and torch.cuda.is_available()) else None)
+    return model
+
+
+def adapter_folder(source: str | Path) -> Path | None:
+    """A run id, a run folder or an adapter folder -> the folder holding adapter_config.json."""
+    from ..jobs import registry
+
+    record = registry.get(str(source)) if source and "/" not in str(source) else None
+    path = Path(record.run_dir) if record else Path(str(source)).expanduser()
+    for candidate in (path, path / "adapter", path / "reward_model"):
+        if (candidate / "adapter_config.json").is_file():
+            return candidate
+    return None
+
+
+def training_kwargs(cfg: RunConfig, output_dir: Path, has_eval: bool) -> dict:
+    """TrainingArguments shared by the TRL trainers (DPO, reward, RLOO)."""
+    cuda = torch.cuda.is_available()
+    return dict(
+        output_dir=str(output_dir),
+        max_steps=cfg.max_steps,
+        num_train_epochs=cfg.num_train_epochs,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio
+        weight_decay=cfg.weight_decay,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=max(cfg.logging_steps, 5) if has_eval else None,
+        seed=cfg.seed,
+        bf16=cuda,
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def numeric(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def train_and_finish(trainer, ctx: RunContext, evaluation) -> dict:
+    result = trainer.train(resume_from_checkpoint=ctx.resume_from)
+    final = numeric(result.metrics)
+    final["global_step"] = trainer.state.global_step
+    if evaluation:
+        final.update(numeric(trainer.evaluate()))
+    return final
+
+
+def log_trainable(model, ctx: RunContext) -> None:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    ctx.log(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / max(total, 1):.2f}%)")
+
+
+# ---------------------------------------------------------------- chains of stages
+
+
+def stage_config(cfg: RunConfig, **changes) -> RunConfig:
+    return replace(cfg, **changes)
+
+
+def stage_dir(ctx: RunContext, name: str) -> Path:
+    path = ctx.run_dir / "stages" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)

@@ -1,0 +1,67 @@
+"""Direct Preference Optimisation with TRL's DPOTrainer, on a LoRA adapter.
+
+The reference model is the same weights with the adapter disabled (TRL does this when it gets a
+`peft_config` and no `ref_model`), so there is no second copy of the model. Started from an
+existing adapter (`init_adapter`, e.g. SL-CAI's SFT stage), TRL keeps a frozen copy of that adapter
+as the reference instead, so the KL anchor is the SFT model.
+"""
+
+from __future__ import annotations
+
+from datasets import Dataset
+
+from .. import models, perf
+from ..config import RunConfig
+from .common import (
+    adapter_folder,
+    load_policy,
+    log_trainable,
+    lora_config,
+    prepare_tokenizer,
+    read_preference,
+    split,
+    train_and_finish,
+    training_kwargs,
+)
+from .context import RunContext
+
+
+def run(cfg: RunConfig, ctx: RunContext, init_adapter: str | None = None) -> dict:
+    from peft import PeftModel
+    from trl import DPOConfig, DPOTrainer
+
+    pairs = read_preference(cfg.data, cfg.method)
+    train, evaluation = split(pairs, cfg)
+    ctx.log(f"data: {len(pairs)} preference pairs ({len(train)} train, {len(evaluation)} held out)")
+    resolved = models.resolve(cfg.model)
+    tokenizer = prepare_tokenizer(resolved)
+    model = load_policy(cfg, resolved)
+    peft_config = lora_config(cfg)
+    start = adapter_folder(init_adapter) if init_adapter else None
+    if start is not None:  # continue the given adapter; TRL copies it as the frozen "ref" adapter
+        model = PeftModel.from_pretrained(model, str(start), is_trainable=True)
+        peft_config = None
+    args = DPOConfig(
+        **training_kwargs(cfg, ctx.checkpoints_dir, bool(evaluation)),
+        beta=cfg.dpo_beta,
+        loss_type=[cfg.dpo_loss_type],
+        max_length=cfg.max_length,
+    )
+    if start is None:
+        args, model = perf.apply(cfg, args, model, trainer="dpo")  # the CUDA fast path; unchanged on CPU
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=None,
+        args=args,
+        train_dataset=Dataset.from_list(train),
+        eval_dataset=Dataset.from_list(evaluation) if evaluation else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=ctx.callbacks(),
+    )
+    log_trainable(trainer.model, ctx)
+    final = train_and_finish(trainer, ctx, evaluation)
+    out = ctx.run_dir / "adapter"
+    trainer.model.save_pretrained(str(out), selected_adapters=["default"], safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    return final
