@@ -88,7 +88,7 @@ def _grid(n_panels: int, columns: int, titles: list[str]) -> dict:
         suffix = "" if index == 0 else str(index + 1)
         x0, y1 = col * (width + h_gap), 1 - row * (height + v_gap)
         layout[f"xaxis{suffix}"] = dict(domain=[round(max(0.0, x0), 4), round(min(1.0, x0 + width), 4)], anchor=f"y{suffix}")
-        layout[f"yaxis{suffix}"] = dict(domain=[round(max(0.0, y1 - height), 4), round(min(1.0, y1), 4)], anchor=f"x{suffix}")
+        layout[f"yaxis{suffix}"] = dict(domain=[round(max(0.0, y1 - height), 4), round(min(1.0, y1), 4)], anchor=f"x{suffix}", exponentformat="e")
         layout["annotations"].append(dict(text=titles[index], x=x0 + width / 2, y=y1, xref="paper", yref="paper", xanchor="center", yanchor="bottom", showarrow=False))
     return layout
 

@@ -49,8 +49,9 @@ def progress_from(rows: list[dict], started: float | None, now: float) -> Progre
     elapsed = max(0.0, now - started) if started else 0.0
     eta = None
     if len(train) >= 2 and max_steps:
-        span = train[-1]["time"] - train[0]["time"]
-        per_step = span / max(1, train[-1]["step"] - train[0]["step"])
+        recent = train[-10:]  # recent pace only: a resumed run's downtime must not inflate the ETA
+        span = recent[-1]["time"] - recent[0]["time"]
+        per_step = span / max(1, recent[-1]["step"] - recent[0]["step"])
         eta = max(0.0, (max_steps - step) * per_step)
     return Progress(step, max_steps, elapsed, eta, train[-1]["loss"] if train else None, train[-1].get("tokens_per_second") if train else None)
 
