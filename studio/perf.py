@@ -232,7 +232,12 @@ def gpu_budget_gib() -> float:
     return total / GIB - CONTEXT_RESERVE_GIB
 
 
-def trainer_overrides(plan: Plan, *, trainer: str = "sft", liger: bool, packing: bool) -> dict:
+def fsdp_active(args=None) -> bool:
+    """True under `accelerate launch --use_fsdp` (or a trainer config with `fsdp` set)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true") or bool(getattr(args, "fsdp", None))
+
+
+def trainer_overrides(plan: Plan, *, trainer: str = "sft", liger: bool, packing: bool, fsdp: bool = False) -> dict:
     """Trainer-config fields the fast path sets (pure: unit-tested on the CPU)."""
     if trainer not in TRAINERS:
         raise ValueError(f"unknown trainer {trainer!r}")
@@ -249,7 +254,7 @@ def trainer_overrides(plan: Plan, *, trainer: str = "sft", liger: bool, packing:
         out["gradient_checkpointing_kwargs"] = {"use_reentrant": plan.activation_offloading}
     if trainer == "sft":
         out["activation_offloading"] = plan.activation_offloading
-        out["loss_type"] = "nll" if liger else "chunked_nll"
+        out["loss_type"] = "nll" if (liger or fsdp) else "chunked_nll"
         if packing:
             out.update(packing=True, packing_strategy="bfd", padding_free=True)
     else:
@@ -267,7 +272,10 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
         return args, model
     shape = ModelShape.from_config(model.config)
     # DPO: Liger's fused DPO loss measured slower (4.3 vs 5.2 pairs/s, 8B on an H200) and no smaller.
-    liger = liger_available() and trainer == "sft"
+    # FSDP: fused/chunked losses read lm_head.weight without calling lm_head, so FSDP never gathers it
+    # (seen: "invalid python storage" in a 2-GPU full SFT run).
+    fsdp = fsdp_active(args)
+    liger = liger_available() and trainer == "sft" and not fsdp
     attention = packed_attention()
     # TRL 1.12 switched DPO's padding-free mode off ("temporarily unavailable"), and flex attention
     # recompiles for every padded shape (measured: 2x slower), so DPO keeps padded SDPA batches.
@@ -297,4 +305,4 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
                     "Lower max_length, or use method: qlora.")
     if packing and getattr(model.config, "_attn_implementation", None) != attention:
         model.set_attn_implementation(attention)
-    return dataclasses.replace(args, **trainer_overrides(plan, trainer=trainer, liger=liger, packing=packing)), model
+    return dataclasses.replace(args, **trainer_overrides(plan, trainer=trainer, liger=liger, packing=packing, fsdp=fsdp)), model

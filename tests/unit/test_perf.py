@@ -128,3 +128,13 @@ def test_packed_attention_override(monkeypatch):
     assert perf.packed_attention() is None
     monkeypatch.setenv("STUDIO_ATTENTION", "sdpa")
     assert perf.packed_attention() == "sdpa"
+
+
+def test_fsdp_turns_the_fused_losses_off(monkeypatch):
+    plan = perf.Plan(2, 1, 512, False, False, 10.0, 22.5)
+    out = perf.trainer_overrides(plan, trainer="sft", liger=False, packing=True, fsdp=True)
+    assert out["loss_type"] == "nll" and not out["use_liger_kernel"]
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert perf.fsdp_active()
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "false")
+    assert not perf.fsdp_active(Config(fsdp=""))
