@@ -515,6 +515,7 @@ def summarise(result: dict) -> dict:
     lora = result.get("lora_8b", {}).get("chat_mix", {})
     studio = lora.get("studio", {})
     dpo = result.get("dpo_8b", {})
+    dpo_studio = dpo.get("studio_no_liger") or dpo.get("studio", {})  # the studio's DPO default: no Liger
     q14 = result.get("qlora_14b", {}).get("studio_2048x1", {})
     return {
         "lora_8b_speedup": studio.get("speedup"),
@@ -523,8 +524,8 @@ def summarise(result: dict) -> dict:
         "qlora_8b_max_context_24gb": result.get("qlora_8b", {}).get("max_context"),
         "qlora_14b_fits_24gb": int(bool(q14.get("ok")) and q14.get("peak_reserved_gib", 99) <= CAP_GIB),
         "qlora_14b_peak_gib": q14.get("peak_reserved_gib"),
-        "dpo_8b_speedup": dpo.get("speedup"),
-        "dpo_8b_peak_ratio": dpo.get("peak_ratio"),
+        "dpo_8b_speedup": dpo_studio.get("speedup"),
+        "dpo_8b_peak_ratio": dpo_studio.get("peak_ratio"),
     }
 
 
