@@ -43,7 +43,7 @@ class StageMirror(TrainerCallback):
 
 def log_event(ctx: RunContext, stage: str, **values) -> None:
     """A progress row for work that is not a trainer (CAI generation), in the run's metrics.jsonl."""
-    row = {"stage": stage, "time": time.time(), **values}
+    row = {"stage": stage, "step": 0, "time": time.time(), **values}  # readers expect a step on every row
     with open(ctx.run_dir / "metrics.jsonl", "a") as handle:
         handle.write(json.dumps(row) + "\n")
 
@@ -75,7 +75,7 @@ def run_stage(parent: RunContext, name: str, cfg: RunConfig, runner, *, resume: 
     if ctx.metrics.nonfinite_loss:
         raise StudioError(f"stage {name}: the loss became NaN/inf. Lower the learning rate or check the data.")
     done.write_text(json.dumps(final))
-    log_event(parent, name, event="stage_done", **{k: v for k, v in final.items() if isinstance(v, (int, float))})
+    log_event(parent, name, event="stage_done", **{k: v for k, v in final.items() if isinstance(v, (int, float)) and k != "step"})
     return folder, final
 
 

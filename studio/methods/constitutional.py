@@ -8,7 +8,7 @@ principles, then trains on the result.
    (original, revision) under each pair's principle; the AI preference pairs train `dpo`.
    `both`: SFT first, then DPO continuing the SFT adapter (the reference is the SFT model).
 
-Every intermediate is written to `cai/` in the run folder and imported as a dataset version
+Every intermediate is written to `cai/` in the run folder and saved as a dataset version
 (transcripts, revisions and judgements as chat `messages`; the pairs as prompt/chosen/rejected).
 Generation logs progress rows (`stage: generate`) and stops cleanly on Cancel.
 """
@@ -163,8 +163,9 @@ def judge(cfg: RunConfig, ctx: RunContext, records: list[dict]) -> list[dict]:
 
 
 def save_datasets(ctx: RunContext, records: list[dict], judged: list[dict] | None) -> dict[str, Path]:
-    """Write every intermediate to cai/ and import each as a dataset version for the Data tab."""
-    from ..data import import_file
+    """Write every intermediate to cai/ and save each as a dataset version the Data tab lists."""
+    from ..data import load_dataset_file
+    from ..data.versions import save_version
 
     folder = ctx.run_dir / "cai"
     files = {
@@ -182,10 +183,14 @@ def save_datasets(ctx: RunContext, records: list[dict], judged: list[dict] | Non
         files["preferences"] = _write(folder / "cai_preferences.jsonl", ({"prompt": j["prompt"], "chosen": j["chosen"], "rejected": j["rejected"]} for j in judged))
     for name, path in files.items():
         try:
-            target, _ = import_file(path)
-            ctx.log(f"CAI {name}: {path} (dataset version {target.parent.name})")
-        except StudioError as err:  # e.g. an empty set, or a format the Data tab can't read yet
-            ctx.log(f"CAI {name}: {path} (not imported as a dataset: {err})")
+            loaded = load_dataset_file(path)
+            version = save_version(
+                f"cai-{name}-{ctx.run_dir.name}", loaded.conversations, [], loaded.format, sources=[path], filters=[],
+                counts={"rows": len(loaded.rows)}, extra={"produced_by": {"run": ctx.run_dir.name, "method": "constitutional", "intermediate": name}},
+            )
+            ctx.log(f"CAI {name}: {path} (dataset version {version})")
+        except StudioError as err:  # e.g. an empty set: the file in cai/ still holds it
+            ctx.log(f"CAI {name}: {path} (not saved as a dataset version: {err})")
     return files
 
 

@@ -91,3 +91,9 @@ def test_constitution_default_and_bad_files(tmp_path):
     assert load_constitution(as_json)[0]["name"] == "principle-1"
     with pytest.raises(StudioError):
         check_data(cfg(method="constitutional", data=str(PROMPTS), constitution=str(tmp_path / "missing.yaml")))
+
+
+@pytest.mark.parametrize("name", ["rlhf_chain.yaml", "constitutional.yaml"])
+def test_demo_yamls_validate_and_their_data_fits(name, monkeypatch):
+    monkeypatch.chdir(REPO)
+    check_data(RunConfig.from_yaml(REPO / "assets" / "demo" / name))
