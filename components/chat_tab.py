@@ -153,14 +153,14 @@ def _saved_suite_choices() -> list[tuple[str, str]]:
     return [(p.stem, str(p)) for p in chat.saved_suites()]
 
 
-def _generation_settings():
-    with gr.Accordion("Generation settings", open=False):
+def _generation_settings(prefix: str):
+    with gr.Accordion("Generation settings", open=False, elem_id=f"{prefix}-settings"):
         system_prompt = gr.Textbox(label="System prompt", placeholder="(the model's default)")
         with gr.Row():
             temperature = gr.Slider(0, 1.5, value=0.0, step=0.05, label="Temperature (0 = greedy)")
             top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
-            max_tokens = gr.Slider(8, 1024, value=96, step=8, label="Max new tokens")
-            seed = gr.Number(value=0, precision=0, label="Seed")
+            max_tokens = gr.Slider(8, 1024, value=96, step=8, label="Max new tokens", elem_id=f"{prefix}-max-tokens")
+            seed = gr.Number(value=0, precision=0, label="Seed", elem_id=f"{prefix}-seed")
     return system_prompt, temperature, top_p, max_tokens, seed
 
 
@@ -172,7 +172,7 @@ def build() -> dict:
                 compare_picker = gr.Dropdown(label="Left", choices=compare_choices(), value=ITS_BASE, elem_id="chat-compare", scale=3)
                 run_picker = gr.Dropdown(label="Right: tuned run", choices=chat_run_choices(), elem_id="chat-run", scale=3)
                 refresh = gr.Button("↻ Refresh runs", scale=1, elem_id="chat-refresh")
-            system_prompt, temperature, top_p, max_tokens, seed = _generation_settings()
+            system_prompt, temperature, top_p, max_tokens, seed = _generation_settings("chat")
             with gr.Row():
                 base_chat = gr.Chatbot(label="Left", height=380, elem_id="chat-base")
                 tuned_chat = gr.Chatbot(label="Right", height=380, elem_id="chat-tuned")
@@ -188,7 +188,7 @@ def build() -> dict:
             with gr.Row():
                 side_a = gr.Dropdown(label="A", choices=chat.side_choices(), elem_id="ab-a")
                 side_b = gr.Dropdown(label="B", choices=chat.side_choices(), elem_id="ab-b")
-            ab_settings = _generation_settings()
+            ab_settings = _generation_settings("ab")
             with gr.Row():
                 left_chat = gr.Chatbot(label="Left", height=320, elem_id="ab-left")
                 right_chat = gr.Chatbot(label="Right", height=320, elem_id="ab-right")
