@@ -133,11 +133,18 @@ def mark_running(run_id: str, pid: int) -> None:
 
 def finish(run_id: str, status: str, message: str | None = None, final_metrics: dict | None = None) -> None:
     assert status in FINISHED, status
-    with closing(_connect()) as conn, conn:
-        conn.execute(
-            "UPDATE runs SET status=?, finished=?, message=?, final_metrics=COALESCE(?, final_metrics) WHERE id=?",
-            (status, time.time(), message, json.dumps(final_metrics) if final_metrics is not None else None, run_id),
-        )
+    try:
+        with closing(_connect()) as conn, conn:
+            conn.execute(
+                "UPDATE runs SET status=?, finished=?, message=?, final_metrics=COALESCE(?, final_metrics) WHERE id=?",
+                (status, time.time(), message, json.dumps(final_metrics) if final_metrics is not None else None, run_id),
+            )
+    except sqlite3.OperationalError as err:
+        # A full disk must not turn the outcome into a traceback: once this process exits, readers
+        # see a dead `running` row and mark it interrupted, which resumes the same way.
+        import sys
+
+        print(f"warning: could not record run {run_id} as {status} in the registry ({err}).", file=sys.stderr)
 
 
 def mark_queued(run_id: str, pid: int, device: str) -> None:

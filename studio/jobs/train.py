@@ -56,14 +56,50 @@ def latest_checkpoint(run_dir: Path) -> str | None:
     """The newest complete checkpoint (trainer_state.json is written last, so a checkpoint cut off
     mid-save by a kill is skipped)."""
     checkpoints = sorted(
-        (
-            p
-            for p in (run_dir / "checkpoints").glob("checkpoint-*")
-            if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
-        ),
+        (p for p in (run_dir / "checkpoints").glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
         key=lambda p: int(p.name.split("-")[-1]),
     )
-    return str(checkpoints[-1]) if checkpoints else None
+    for checkpoint in reversed(checkpoints):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return str(checkpoint)
+        logging.getLogger("studio.run").warning(f"skipping {checkpoint.name}: {problem}; falling back to an earlier checkpoint")
+    return None
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why a checkpoint cannot be resumed from (partial or corrupt), or None when it looks whole."""
+    from safetensors import safe_open
+
+    state = checkpoint / "trainer_state.json"
+    if not state.is_file():
+        return "no trainer_state.json (the save was cut off)"
+    try:
+        json.loads(state.read_text())
+    except (OSError, json.JSONDecodeError):
+        return "trainer_state.json is corrupt"
+    for weights in checkpoint.glob("*.safetensors"):
+        try:
+            with safe_open(str(weights), framework="pt") as handle:
+                handle.keys()
+        except Exception:  # any header failure means a truncated or corrupt file
+            return f"{weights.name} is corrupt"
+    for name in ("optimizer.pt", "scheduler.pt"):
+        if (checkpoint / name).exists() and (checkpoint / name).stat().st_size == 0:
+            return f"{name} is empty"
+    return None
+
+
+def remove_partial_checkpoints(run_dir: Path) -> list[str]:
+    """Delete checkpoints that can never be resumed (to free the space a failed save took)."""
+    import shutil
+
+    removed = []
+    for checkpoint in (run_dir / "checkpoints").glob("checkpoint-*"):
+        if not (checkpoint / "trainer_state.json").is_file():
+            shutil.rmtree(checkpoint, ignore_errors=True)
+            removed.append(checkpoint.name)
+    return removed
 
 
 def setup_logging(run_dir: Path) -> None:
@@ -178,7 +214,16 @@ def train_in_process(cfg: RunConfig, run_dir: Path, *, resume: bool) -> Outcome:
         return Outcome("failed", str(err))
     except Exception as err:  # the user sees a message; the traceback goes to log.txt
         log.error(traceback.format_exc(), extra={"file_only": True})
-        message = OOM_ADVICE if _is_oom(err) else f"{type(err).__name__}: {err}. See log.txt in the run folder."
+        if _is_disk_full(err):
+            removed = remove_partial_checkpoints(run_dir)
+            kept = latest_checkpoint(run_dir)
+            message = (
+                f"The disk is full: saving failed ({err.strerror if isinstance(err, OSError) else err}). "
+                + (f"Removed the partial {', '.join(removed)}. " if removed else "")
+                + (f"{Path(kept).name} is intact; free some space (or move $STUDIO_HOME) and resume the run." if kept else "Free some space (or move $STUDIO_HOME) and start again.")
+            )
+        else:
+            message = OOM_ADVICE if _is_oom(err) else f"{type(err).__name__}: {err}. See log.txt in the run folder."
         err.__traceback__ = None  # drop the frames that hold the model, so its memory can be freed
         del err
         _release_gpu()
@@ -233,6 +278,18 @@ def _free_port() -> int:
 
 def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+def _is_disk_full(err: BaseException) -> bool:
+    import errno
+
+    seen = set()
+    while err is not None and id(err) not in seen:  # the OSError may be wrapped by torch/safetensors
+        seen.add(id(err))
+        if (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or "No space left on device" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def _is_oom(err: BaseException) -> bool:
