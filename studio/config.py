@@ -80,6 +80,7 @@ class RunConfig:
     logging_steps: int = _f(1, "Log metrics every N steps.")
     save_steps: int = _f(10, "Save a resumable checkpoint every N steps.")
     seed: int = _f(42, "Random seed for data order and initialisation.")
+    trust_remote_code: bool = _f(False, "Run Python code shipped inside the model repo. Off by default: only turn it on for a model whose code you have read and trust.")
     dpo_beta: float = _f(0.1, "DPO: how strongly the policy is held to the reference (higher = closer). 0.05-0.5 is typical.")
     dpo_loss_type: str = _f("sigmoid", "DPO loss: sigmoid (original DPO), ipo or hinge.")
     reward_model: str = _f("", "PPO/RLOO: a trained reward model (run id or folder). Empty: train one first from the preference `data`.")

@@ -35,6 +35,7 @@ class ResolvedModel:
     kind: str  # embedded | local | gguf | hub
     path: Path  # folder with config.json, tokenizer and safetensors weights
     display_name: str
+    trust_remote_code: bool = False  # only when the user explicitly turned it on
 
 
 def embedded_gguf_path() -> Path:
@@ -51,8 +52,21 @@ def embedded_gguf_path() -> Path:
     return path
 
 
-def resolve(source: str | os.PathLike | None) -> ResolvedModel:
+def resolve(source: str | os.PathLike | None, *, trust_remote_code: bool = False) -> ResolvedModel:
     """Turn what the user typed into a local safetensors folder, converting or checking as needed."""
+    resolved = _resolve(source)
+    if trust_remote_code:
+        import dataclasses
+        import logging
+
+        logging.getLogger("studio.run").warning(
+            f"trust_remote_code is ON for {resolved.display_name}: Python code from the model folder will run on this machine."
+        )
+        resolved = dataclasses.replace(resolved, trust_remote_code=True)
+    return resolved
+
+
+def _resolve(source: str | os.PathLike | None) -> ResolvedModel:
     text = str(source or EMBEDDED).strip()
     if text in ("", EMBEDDED, "default"):
         return ResolvedModel(EMBEDDED, "embedded", gguf_cache(embedded_gguf_path()), EMBEDDED_NAME)
@@ -321,7 +335,7 @@ def convert_gguf(gguf: Path, cache: Path) -> dict:
 def load_tokenizer(resolved: ResolvedModel):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolved.path, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(resolved.path, trust_remote_code=resolved.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -341,7 +355,7 @@ def load_causal_lm(resolved: ResolvedModel, *, dtype=None, quantization_config=N
             quantization_config=quantization_config,
             device_map=device_map,
             use_safetensors=True,
-            trust_remote_code=False,
+            trust_remote_code=resolved.trust_remote_code,
         )
     except (OSError, ValueError) as err:
         raise StudioError(f"Could not load the model from {resolved.path}: {err}", where="model") from None

@@ -33,7 +33,7 @@ def run(cfg: RunConfig, ctx: RunContext, init_adapter: str | None = None) -> dic
     pairs = read_preference(cfg.data, cfg.method)
     train, evaluation = split(pairs, cfg)
     ctx.log(f"data: {len(pairs)} preference pairs ({len(train)} train, {len(evaluation)} held out)")
-    resolved = models.resolve(cfg.model)
+    resolved = models.resolve(cfg.model, trust_remote_code=cfg.trust_remote_code)
     tokenizer = prepare_tokenizer(resolved)
     model = load_policy(cfg, resolved)
     peft_config = lora_config(cfg)

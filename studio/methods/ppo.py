@@ -111,7 +111,7 @@ def prompt_dataset(cfg: RunConfig, tokenizer, *, tokenized: bool) -> Dataset:
 def rl_stage(cfg: RunConfig, ctx: RunContext, reward_source: str, sft_adapter: str | None, algorithm: str) -> dict:
     from peft import PeftModel
 
-    resolved = models.resolve(cfg.model)
+    resolved = models.resolve(cfg.model, trust_remote_code=cfg.trust_remote_code)
     tokenizer = prepare_tokenizer(resolved)
     reward_model = reward_method.load_reward_model(reward_source, resolved, tokenizer)
     policy = load_policy(cfg, resolved)

@@ -34,7 +34,7 @@ def load_base_classifier(resolved: models.ResolvedModel, tokenizer):
 
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     model = AutoModelForSequenceClassification.from_pretrained(
-        resolved.path, num_labels=1, dtype=dtype, use_safetensors=True, trust_remote_code=False
+        resolved.path, num_labels=1, dtype=dtype, use_safetensors=True, trust_remote_code=resolved.trust_remote_code
     )
     model.config.pad_token_id = tokenizer.pad_token_id
     return model
@@ -46,7 +46,7 @@ def run(cfg: RunConfig, ctx: RunContext) -> dict:
     pairs = read_preference(cfg.data, cfg.method)
     train, evaluation = split(pairs, cfg)
     ctx.log(f"data: {len(pairs)} preference pairs ({len(train)} train, {len(evaluation)} held out)")
-    resolved = models.resolve(cfg.model)
+    resolved = models.resolve(cfg.model, trust_remote_code=cfg.trust_remote_code)
     tokenizer = prepare_tokenizer(resolved)
     model = load_base_classifier(resolved, tokenizer)
     args = RewardConfig(**training_kwargs(cfg, ctx.checkpoints_dir, bool(evaluation)), max_length=cfg.max_length)

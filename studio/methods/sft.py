@@ -98,7 +98,7 @@ def run(cfg: RunConfig, ctx: RunContext) -> dict:
     from trl import SFTTrainer
 
     train, evaluation = build_dataset(cfg, ctx)
-    resolved = models.resolve(cfg.model)
+    resolved = models.resolve(cfg.model, trust_remote_code=cfg.trust_remote_code)
     ctx.log(f"model: {resolved.display_name} ({resolved.kind}) from {resolved.path}")
     tokenizer = models.load_tokenizer(resolved)
     model = load_model(cfg, resolved)

@@ -47,3 +47,12 @@ def test_broken_yaml_names_the_line(tmp_path):
 
 def test_every_field_has_help():
     assert all(text.strip() for text in RunConfig.field_help().values())
+
+
+def test_trust_remote_code_is_off_unless_asked(studio_home):
+    from studio import models
+
+    assert RunConfig.from_dict({"data": "x"}).trust_remote_code is False
+    assert RunConfig.from_dict({"data": "x", "trust_remote_code": True}).trust_remote_code is True
+    assert models.resolve("embedded").trust_remote_code is False
+    assert models.resolve("embedded", trust_remote_code=True).trust_remote_code is True
