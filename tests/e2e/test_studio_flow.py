@@ -41,7 +41,7 @@ def test_upload_train_watch_and_chat(app_server, page):
     page.screenshot(path=str(SCREENSHOTS / "01-data.png"), full_page=True)
 
     # 2. Train: a short LoRA run started from the browser.
-    page.get_by_role("tab", name="Train").click()
+    page.get_by_role("tab", name="Train", exact=True).click()
     data_box = page.locator("#train-data textarea, #train-data input").first
     wait_for(lambda: "json_answers" in data_box.input_value(), 10, "the dataset path to reach the Train tab")
     steps_box = page.locator("#train-max-steps input")
@@ -63,7 +63,7 @@ def test_upload_train_watch_and_chat(app_server, page):
     page.screenshot(path=str(SCREENSHOTS / "03-training-done.png"), full_page=True)
 
     # 4. Chat: base and tuned answer side by side.
-    page.get_by_role("tab", name="Chat").click()
+    page.get_by_role("tab", name="Chat", exact=True).click()
     page.locator("#chat-run input").click()
     page.get_by_role("option").first.click()
     page.locator("#chat-prompt textarea").fill("What is the capital of Australia?")
@@ -79,7 +79,7 @@ def test_upload_train_watch_and_chat(app_server, page):
 
 def test_reopening_the_browser_reattaches_to_the_run(app_server, page):
     page.goto(app_server["url"])
-    page.get_by_role("tab", name="Train").click()
+    page.get_by_role("tab", name="Train", exact=True).click()
     wait_for(lambda: "COMPLETED" in page.locator("#train-status").inner_text(), 30, "the earlier run to show again")
     wait_for(lambda: plot_points(page) == 10, 10, "the earlier run's 10 loss points")
 
@@ -98,7 +98,7 @@ def test_bad_input_gets_a_clear_message_in_the_ui(app_server, page, tmp_path):
     page.locator("#data-status").get_by_text("the dataset is empty").wait_for(timeout=15_000)
     assert empty.read_text() == ""
 
-    page.get_by_role("tab", name="Train").click()
+    page.get_by_role("tab", name="Train", exact=True).click()
     page.locator("#train-data textarea, #train-data input").first.fill(str(DEMO_DATA))
     lr = page.locator("#train-lr input")
     lr.fill("-0.001")
