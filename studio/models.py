@@ -359,3 +359,8 @@ def load_causal_lm(resolved: ResolvedModel, *, dtype=None, quantization_config=N
         )
     except (OSError, ValueError) as err:
         raise StudioError(f"Could not load the model from {resolved.path}: {err}", where="model") from None
+
+
+def local_device_map() -> dict:
+    """Place a quantised model on this process's GPU: under `accelerate launch`, each rank its own."""
+    return {"": int(os.environ.get("LOCAL_RANK", "0"))}

@@ -89,7 +89,8 @@ def prepare_tokenizer(resolved: models.ResolvedModel):
         eos_id = eos_id[0]
     if isinstance(eos_id, int) and eos_id != tokenizer.eos_token_id and eos_id < len(tokenizer):
         tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos_id)
-    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+    # `load_tokenizer` falls back to pad = eos, which for converted GGUFs can be a template token (<|im_start|>)
+    if tokenizer.pad_token is None or tokenizer.pad_token_id in (tokenizer.eos_token_id, tokenizer.bos_token_id) or tokenizer.pad_token in str(tokenizer.chat_template or ""):
         vocab = tokenizer.get_vocab()
         for candidate in PAD_CANDIDATES:
             if candidate in vocab and vocab[candidate] != tokenizer.eos_token_id:
@@ -130,7 +131,7 @@ def quantization(cfg: RunConfig):
 def load_policy(cfg: RunConfig, resolved: models.ResolvedModel):
     quant = quantization(cfg)
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    model = models.load_causal_lm(resolved, dtype=dtype, quantization_config=quant, device_map={"": 0} if (quant and torch.cuda.is_available()) else None)
+    model = models.load_causal_lm(resolved, dtype=dtype, quantization_config=quant, device_map=models.local_device_map() if (quant and torch.cuda.is_available()) else None)
     return model
 
 

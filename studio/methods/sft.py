@@ -58,7 +58,7 @@ def load_model(cfg: RunConfig, resolved: models.ResolvedModel):
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute,
         )
-        return models.load_causal_lm(resolved, dtype=compute, quantization_config=quant, device_map={"": 0} if cuda else None)
+        return models.load_causal_lm(resolved, dtype=compute, quantization_config=quant, device_map=models.local_device_map() if cuda else None)
     return models.load_causal_lm(resolved)
 
 
