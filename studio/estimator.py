@@ -345,7 +345,8 @@ class Estimate:
     trainable_params: int
     peak_gib: float
     parts_gib: dict
-    fits_24gb: bool
+    fits_24gb: bool  # on the 24 GB RTX 4090 (bf16), whatever `device` is
+    gpu_peak_gib: float
     max_batch_24gb: int
     max_seq_24gb: int
     tokens_per_s_4090: float
@@ -364,7 +365,8 @@ class Estimate:
         lines = [
             f"{self.model} · {self.method} · seq {self.seq} × batch {self.batch}"
             + (" · gradient checkpointing" if self.gradient_checkpointing else ""),
-            f"peak memory ≈ {self.peak_gib:.1f} GiB ({self.device}) — "
+            (f"peak RAM ≈ {self.peak_gib:.1f} GiB on this CPU (fp32); " if self.device == "cpu" else "")
+            + f"peak GPU memory ≈ {self.gpu_peak_gib:.1f} GiB (bf16) — "
             + ("fits" if self.fits_24gb else "does NOT fit")
             + f" a 24 GB RTX 4090 (≤ {CARD_GIB - CONTEXT_GIB:.1f} GiB usable)",
             f"largest batch at seq {self.seq}: {self.max_batch_24gb}; largest seq at batch {self.batch}: {self.max_seq_24gb}",
@@ -384,6 +386,7 @@ def estimate(model: str | Architecture, setup: Setup | None = None, *, train_tok
     arch = model if isinstance(model, Architecture) else load_architecture(model)
     mem = memory(arch, setup)
     gpu_setup = _with(setup, device="gpu")
+    gpu_mem = memory(arch, gpu_setup)
     tokens_per_s = throughput(arch, setup)
     notes = []
     if setup.method in ("ppo", "rlhf"):
@@ -401,7 +404,8 @@ def estimate(model: str | Architecture, setup: Setup | None = None, *, train_tok
         trainable_params=arch.lora_params(setup.lora_r, setup.lora_target) if _adapter(setup.method) else arch.params,
         peak_gib=mem.peak_gib,
         parts_gib=mem.parts_gib,
-        fits_24gb=memory(arch, gpu_setup).fits_24gb,
+        fits_24gb=gpu_mem.fits_24gb,
+        gpu_peak_gib=round(gpu_mem.peak_gib, 2),
         max_batch_24gb=largest_batch(arch, gpu_setup),
         max_seq_24gb=largest_seq(arch, gpu_setup),
         tokens_per_s_4090=tokens_per_s,

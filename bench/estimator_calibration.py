@@ -1,0 +1,139 @@
+"""Estimator calibration: the advisor's memory estimate next to the peak the studio's trainer really reaches.
+
+CPU (measured here): each configuration trains 2 steps of the embedded model through the studio's
+own path (`studio.jobs.train.execute`, i.e. TRL's SFTTrainer) in a fresh subprocess, on examples
+long enough to be truncated at max_length. Measured = peak RSS of that process minus its RSS after
+the imports (interpreter and libraries are not training memory); the estimate is
+`studio.estimator.memory(..., device="cpu")`.
+
+GPU (not measured here): issue 7's plain HF+PEFT figures on one H200 (max_memory_reserved),
+compared with the estimator's model of that same path. They are reference points, labelled as such.
+
+    .venv/bin/python bench/estimator_calibration.py     # writes bench/results/estimator_calibration.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+CPU_CONFIGS = [  # small shapes: CI-class CPUs train ~1k tokens/s at best, and the bench must stay short
+    dict(method="lora", max_length=128, per_device_train_batch_size=4, gradient_checkpointing=False),
+    dict(method="lora", max_length=256, per_device_train_batch_size=2, gradient_checkpointing=False),
+    dict(method="lora", max_length=512, per_device_train_batch_size=1, gradient_checkpointing=False),
+    dict(method="lora", max_length=512, per_device_train_batch_size=2, gradient_checkpointing=True),
+    dict(method="full", max_length=128, per_device_train_batch_size=2, gradient_checkpointing=False),
+    dict(method="instruction", max_length=256, per_device_train_batch_size=2, gradient_checkpointing=False),
+]
+# Issue 7's measured plain HF+PEFT peaks (one H200, SDPA, LoRA r=16 all-linear, random tokens).
+GPU_REFERENCE = [
+    dict(arch="Llama-3-8B", method="lora", seq=2048, batch=4, gradient_checkpointing=True, qlora_fp32_upcast=False, measured_gib=31.5),
+    dict(arch="Llama-3-8B", method="qlora", seq=2048, batch=2, gradient_checkpointing=False, qlora_fp32_upcast=True, measured_gib=92.8),
+    dict(arch="Qwen2.5-0.5B", method="qlora", seq=2048, batch=8, gradient_checkpointing=False, qlora_fp32_upcast=True, measured_gib=119.5),
+]
+STEPS = 2  # the second step runs with the optimiser state allocated: the steady-state peak
+
+
+def long_dataset(path: Path, rows: int = 24) -> Path:
+    words = "the quick brown fox jumps over the lazy dog while seven wizards quietly judge boxing matches".split()
+    with path.open("w") as out:
+        for n in range(rows):
+            text = " ".join(words[(n + k) % len(words)] for k in range(700))
+            out.write(json.dumps({"instruction": f"Write passage {n}.", "input": "", "output": text}) + "\n")
+    return path
+
+
+def child(config_path: str) -> None:
+    """Runs in a fresh process: baseline RSS after imports, then one short training run."""
+    import psutil
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+    import trl  # noqa: F401
+    import peft  # noqa: F401
+
+    from studio.jobs.train import execute
+    from studio.models import resolve
+
+    resolve("embedded")
+    baseline = psutil.Process().memory_info().rss
+    started = time.time()
+    execute(config_path)
+    wall = time.time() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"baseline_bytes": baseline, "peak_bytes": peak, "wall_s": wall}))
+
+
+def main() -> None:
+    import yaml
+
+    from studio.estimator import Setup, load_architecture, memory
+    from studio.paths import models_dir  # every child shares the converted embedded model
+
+    arch = load_architecture("embedded")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = long_dataset(tmp / "long.jsonl")
+        for index, knobs in enumerate(CPU_CONFIGS):
+            config = tmp / f"run{index}.yaml"
+            config.write_text(yaml.safe_dump({"model": "embedded", "data": str(data), "max_steps": STEPS, "save_steps": 1000,
+                                              "learning_rate": 1e-4, **knobs}))
+            env = {**os.environ, "STUDIO_HOME": str(tmp / f"home{index}"), "STUDIO_MODELS_DIR": str(models_dir())}
+            result = subprocess.run([sys.executable, __file__, "--child", str(config)], cwd=REPO, env=env, capture_output=True, text=True)
+            if result.returncode:
+                raise SystemExit(result.stderr[-3000:])
+            measured = json.loads(result.stdout.strip().splitlines()[-1])
+            setup = Setup(method=knobs["method"], seq=knobs["max_length"], batch=knobs["per_device_train_batch_size"],
+                          gradient_checkpointing=knobs["gradient_checkpointing"], device="cpu")
+            est = memory(arch, setup)
+            measured_gib = (measured["peak_bytes"] - measured["baseline_bytes"]) / 2**30
+            tokens = STEPS * knobs["max_length"] * knobs["per_device_train_batch_size"]
+            row = {
+                "where": "cpu (measured)", "arch": arch.name, "method": knobs["method"], "seq": knobs["max_length"],
+                "batch": knobs["per_device_train_batch_size"], "gradient_checkpointing": knobs["gradient_checkpointing"],
+                "measured_gib": round(measured_gib, 3), "estimated_gib": round(est.peak_gib, 3),
+                "error_pct": round(100 * (est.peak_gib - measured_gib) / measured_gib, 1),
+                "tokens_per_s_incl_load": round(tokens / measured["wall_s"], 1),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    for ref in GPU_REFERENCE:
+        setup = Setup(method=ref["method"], seq=ref["seq"], batch=ref["batch"], gradient_checkpointing=ref["gradient_checkpointing"],
+                      qlora_fp32_upcast=ref["qlora_fp32_upcast"])
+        est = memory(load_architecture(ref["arch"]), setup)
+        row = {"where": "h200 (issue 7 figure, not measured here)", **{k: v for k, v in ref.items() if k != "measured_gib"},
+               "measured_gib": ref["measured_gib"], "estimated_gib": round(est.peak_gib, 2),
+               "error_pct": round(100 * (est.peak_gib - ref["measured_gib"]) / ref["measured_gib"], 1)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    cpu = [r for r in rows if r["where"].startswith("cpu")]
+    summary = {
+        "command": ".venv/bin/python bench/estimator_calibration.py",
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_version()}",
+        "steps_per_config": STEPS,
+        "cpu_max_abs_error_pct": max(abs(r["error_pct"]) for r in cpu),
+        "cpu_within_15pct": sum(abs(r["error_pct"]) <= 15 for r in cpu),
+        "cpu_configs": len(cpu),
+        "rows": rows,
+    }
+    out = REPO / "bench" / "results" / "estimator_calibration.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        child(sys.argv[2])
+    else:
+        main()
