@@ -275,8 +275,8 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
         return args, model
     shape = ModelShape.from_config(model.config)
     # DPO: Liger's fused DPO loss measured slower (4.3 vs 5.2 pairs/s, 8B on an H200) and no smaller.
-    # FSDP: fused/chunked losses read lm_head.weight without calling lm_head, so FSDP never gathers it
-    # (seen: "invalid python storage" in a 2-GPU full SFT run).
+    # FSDP: fused/chunked losses read lm_head.weight without calling lm_head, so FSDP's pre-forward
+    # gather never runs for it (FSDP warns "did not run forward before backward").
     fsdp = fsdp_active(args)
     liger = liger_available() and trainer == "sft" and not fsdp
     attention = packed_attention()
