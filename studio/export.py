@@ -79,13 +79,14 @@ def export_run(record, fmt: str, out: str | Path, *, gguf_types: tuple[str, ...]
                 report(0.05, "merging the adapter into the base weights")
                 write_merged(record, Path(tmp))
                 summary["verification"] = {}
+                reference = merged_reference(Path(tmp)) if verify else None
                 for index, qtype in enumerate(gguf_types):
                     report(0.2 + 0.35 * index, f"writing GGUF {qtype}")
                     path = out / f"{safe_name(record.name)}-{qtype}.gguf"
                     write_gguf(Path(tmp), path, qtype, source_gguf=source_gguf(record))
                     if verify:
                         report(0.35 + 0.35 * index, f"loading GGUF {qtype} back with transformers")
-                        summary["verification"][qtype] = verify_gguf(Path(tmp), path)
+                        summary["verification"][qtype] = verify_gguf(reference, path)
         summary["seconds"] = round(time.time() - started, 2)
         (out / "README.md").write_text(model_card(record, fmt, summary), encoding="utf-8")
     except Exception:
@@ -277,26 +278,40 @@ def _pre_tokenizer_name(source_gguf: Path | None) -> str:
     return "default"
 
 
-def verify_gguf(merged_dir: Path, path: Path) -> dict:
+def merged_reference(merged_dir: Path) -> dict:
+    """The merged safetensors model's logits and greedy answer on the check prompt."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(merged_dir), dtype=torch.float32, use_safetensors=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(merged_dir))
+    logits, answer = _greedy_ids(model, tokenizer)
+    return {"logits": logits, "answer": answer, "prompt_ids": _prompt_ids(tokenizer)}
+
+
+def _prompt_ids(tokenizer) -> list[int]:
+    text = tokenizer.apply_chat_template([{"role": "user", "content": VERIFY_PROMPT}], add_generation_prompt=True, tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def verify_gguf(reference: dict, path: Path) -> dict:
     """Load the GGUF with transformers' GGUF loader and compare with the merged safetensors model."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    reference = AutoModelForCausalLM.from_pretrained(str(merged_dir), dtype=torch.float32, use_safetensors=True)
-    reference_tokenizer = AutoTokenizer.from_pretrained(str(merged_dir))
     try:
         loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     except Exception as err:  # the file is ours; a failure here is a bug worth showing in full
         raise StudioError(f"the written GGUF {path.name} does not load back with transformers ({type(err).__name__}: {err}).") from None
-    ref_logits, ref_answer = _greedy_ids(reference, reference_tokenizer)
+    ref_logits, ref_answer = reference["logits"], reference["answer"]
     logits, answer = _greedy_ids(loaded, tokenizer)
-    same_tokens = reference_tokenizer.apply_chat_template([{"role": "user", "content": VERIFY_PROMPT}], add_generation_prompt=True) == tokenizer.apply_chat_template(
-        [{"role": "user", "content": VERIFY_PROMPT}], add_generation_prompt=True)
+    same_tokens = _prompt_ids(tokenizer) == reference["prompt_ids"]
     return {
         "loads_with_transformers": True,
         "same_prompt_tokens": bool(same_tokens),
         "max_abs_logit_diff": float((logits - ref_logits).abs().max()) if logits.shape == ref_logits.shape else None,
+        "top1_agreement": float((logits.argmax(-1) == ref_logits.argmax(-1)).float().mean()) if logits.shape == ref_logits.shape else 0.0,
         "merged_answer": ref_answer.strip(),
         "gguf_answer": answer.strip(),
         "same_answer": ref_answer.strip() == answer.strip(),

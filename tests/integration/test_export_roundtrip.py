@@ -76,7 +76,7 @@ def test_gguf_f16_and_q8_0_load_back_and_answer_alike(demo_record, tmp_path):
         reader = gguf.GGUFReader(str(files[0]))
         assert reader.fields["general.architecture"].contents() == "llama"
         assert checks[qtype]["loads_with_transformers"] and checks[qtype]["same_prompt_tokens"]
-    assert checks["f16"]["same_answer"] and checks["f16"]["max_abs_logit_diff"] < 0.1
-    assert checks["q8_0"]["same_answer"] and checks["q8_0"]["max_abs_logit_diff"] < 1.0
+    assert checks["f16"]["same_answer"] and checks["f16"]["max_abs_logit_diff"] < 0.25 and checks["f16"]["top1_agreement"] == 1.0
+    assert checks["q8_0"]["same_answer"] and checks["q8_0"]["top1_agreement"] >= 0.9
     assert checks["q8_0"]["size_mb"] < 0.6 * checks["f16"]["size_mb"]
     assert "## Export check" in (out / "README.md").read_text()
