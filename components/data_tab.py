@@ -282,7 +282,7 @@ def build(dataset_path: gr.State) -> None:
             length_plot = gr.Plot(label="Token lengths", elem_id="data-length-plot")
             turns_plot = gr.Plot(label="Turns", elem_id="data-turns-plot")
             clusters = gr.Dataframe(label="Largest near-duplicate clusters", interactive=False, wrap=True, elem_id="data-clusters")
-        with gr.Tab("What is trained"):
+        with gr.Tab("Tokens with loss"):
             with gr.Row():
                 example_number = gr.Number(value=1, precision=0, label="Example #", elem_id="data-example")
                 mode = gr.Radio(list(MODES.values()), value=MODES["completion"], label="Loss on", elem_id="data-mode")

@@ -119,3 +119,17 @@ def test_inspect_keeps_the_first_problems_and_counts_the_rest(tmp_path, monkeypa
     path = write_jsonl(tmp_path / "d.jsonl", ["{broken"] * 12 + [{"prompt": "p", "completion": "c"}])
     report = inspect_module.inspect_paths([path], model=None)
     assert (len(report["problems"]), report["problem_count"], report["problems_truncated"]) == (5, 12, True)
+
+
+def test_cli_prepare_then_versions_and_the_short_form(tmp_path, studio_home, capsys):
+    from studio.data.cli import main as data_cli
+
+    source = write_jsonl(tmp_path / "d.jsonl", [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(30)])
+    assert data_cli(["prepare", str(source), "--name", "pc", "--eval-fraction", "0.2", "--mix-general", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "saved pc v1: 36 train, 6 eval" in out and out.strip().endswith("pc/v1/data.parquet")
+    assert data_cli(["versions", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(v["name"], v["version"], v["counts"]["general_mixed_in"]) for v in listed] == [("pc", "v1", 12)]
+    assert data_cli([str(source), "--no-tokens"]) == 0  # `data PATH` is `data inspect PATH`
+    assert capsys.readouterr().out.startswith("30 rows, format 'prompt_completion', 30 usable")
