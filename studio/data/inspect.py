@@ -36,12 +36,13 @@ def inspect_paths(
         if example is None or not model:
             return
         seen += 1
+        item = (origin, example)
         if len(sample) < sample_size:
-            sample.append(example)
+            sample.append(item)
         else:
             slot = rng.randrange(seen)
             if slot < sample_size:
-                sample[slot] = example
+                sample[slot] = item
 
     result = scan(paths, fmt, mapping=mapping, on_record=reservoir, problem_limit=PROBLEM_LIMIT)
     report = {
@@ -68,13 +69,18 @@ def inspect_paths(
     if model:
         from .profile import token_lengths, token_stats, tokenizer_for
 
-        lengths = token_lengths(sample, tokenizer_for(model))
+        lengths = token_lengths([example for _, example in sample], tokenizer_for(model))
         stats = token_stats(lengths, max_length)
         stats.update({"model": model, "sampled_rows": len(sample), "sampled": len(sample) < result.valid})
         report["token_stats"] = stats
         if max_length:
-            over = stats["truncated"]
-            report["warnings_by_reason"]["over max length" + (" (in sample)" if stats["sampled"] else "")] = over
+            kind = "over max length" + (" (in sample)" if stats["sampled"] else "")
+            over = sorted((origin, total) for (origin, _), (_, _, total) in zip(sample, lengths) if total > max_length)
+            report["warnings_by_reason"][kind] = len(over)
+            for (file, row, line), total in over[: max(0, PROBLEM_LIMIT - len(report["problems"]))]:
+                message = f"{total} tokens > max_length {max_length}; the end will be cut"
+                report["problems"].append({"row": row, "line": line, "field": "(row)", "message": message, "kind": kind, "severity": "warning", "file": file})
+            report["problem_count"] += len(over)
     return report
 
 

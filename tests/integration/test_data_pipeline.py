@@ -68,11 +68,15 @@ def test_datasets_folder_loads(tmp_path):
 
 
 def test_cli_inspect_json_prepare_and_failure(tmp_path, studio_home):
-    result = run_cli("data", "inspect", str(DEMO_DATA), "--json", "--max-length", "64", home=studio_home, timeout=300)
+    result = run_cli("data", "inspect", str(DEMO_DATA), "--json", "--max-length", "45", home=studio_home, timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert (report["format"], report["rows"], report["valid_rows"], report["problems"]) == ("alpaca", 112, 112, [])
-    assert report["token_stats"]["max_length"] == 64 and report["token_stats"]["sampled_rows"] == 112
+    assert (report["format"], report["rows"], report["valid_rows"]) == ("alpaca", 112, 112)
+    stats = report["token_stats"]
+    assert stats["max_length"] == 45 and stats["sampled_rows"] == 112 and not stats["sampled"]
+    over = [p for p in report["problems"] if p["kind"] == "over max length"]
+    assert len(over) == stats["truncated"] == report["warnings_by_reason"]["over max length"] > 0
+    assert all(p["severity"] == "warning" and p["line"] == p["row"] and "> max_length 45" in p["message"] for p in over)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"instruction": "q", "output": ""}\n{broken\n')
     failed = run_cli("data", "inspect", str(bad), "--no-tokens", home=studio_home, timeout=120)
