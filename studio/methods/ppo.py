@@ -46,7 +46,7 @@ class StopRequested(Exception):
 
 class RaiseOnStop(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
-        if control.should_training_stop:
+        if control.should_training_stop and state.global_step < state.max_steps:  # a cancel, not the last update
             raise StopRequested
 
 
