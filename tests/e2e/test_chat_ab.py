@@ -59,7 +59,7 @@ def test_side_by_side_streams_both_answers(demo_server, page):
     page.goto(demo_server["url"])
     page.get_by_role("tab", name="Chat").click()
     pick(page, "#chat-run", "json_answers")
-    set_max_tokens(page, "chat", 32)
+    set_max_tokens(page, "chat", 16)
     question = "Who wrote Hamlet?"
     page.locator("#chat-prompt textarea").fill(question)
     page.locator("#chat-send").click()
