@@ -69,7 +69,7 @@ def test_side_by_side_streams_both_answers(demo_server, page):
         return text.split(question, 1)[1].strip() if question in text else ""
 
     both_partial = False
-    deadline = time.time() + 240
+    deadline = time.time() + 400
     while time.time() < deadline:
         done = "Done" in page.locator("#chat-status").inner_text()
         if not done and answer_text("#chat-base") and answer_text("#chat-tuned"):
@@ -77,7 +77,8 @@ def test_side_by_side_streams_both_answers(demo_server, page):
         if done:
             break
         time.sleep(0.1)
-    assert both_partial, "the two answers did not stream together"
+    state = (page.locator("#chat-status").inner_text(), answer_text("#chat-base"), answer_text("#chat-tuned"))
+    assert both_partial, f"the two answers did not stream together: {state}"
     assert '"answer"' in page.locator("#chat-tuned").inner_text()
     assert '"answer"' not in page.locator("#chat-base").inner_text()
 
@@ -126,7 +127,7 @@ def test_prompt_suite_report(demo_server, page, tmp_path):
     page.locator("#suite-status").get_by_text("Ran 2 prompts").wait_for(timeout=240_000)
     table = page.locator("#suite-table").inner_text()
     assert "What is 5 times 6?" in table and "Who wrote Hamlet?" in table
-    links = page.locator("#suite-download a").all_inner_texts()
+    links = page.locator("#suite-download a").evaluate_all("els => els.map(e => e.href + ' ' + (e.download || ''))")
     assert any("report.html" in t for t in links) and any("report.md" in t for t in links), links
     reports = sorted((demo_server["home"] / "suites" / "reports").glob("*/report.html"))
     assert reports and "<table>" in reports[-1].read_text()
