@@ -186,7 +186,7 @@ def build(dataset_path: gr.State) -> dict:
             with gr.Column():
                 rag_run = gr.Dropdown(choices=rag_run_choices(), value="", label="Tuned run (optional)", elem_id="rag-run")
                 question = gr.Textbox(label="Question", elem_id="rag-question")
-                rag_tokens = gr.Number(value=64, precision=0, minimum=8, maximum=512, label="Max new tokens")
+                rag_tokens = gr.Number(value=64, precision=0, minimum=8, maximum=512, label="Max new tokens", elem_id="rag-tokens")
                 ask = gr.Button("Ask three ways", variant="primary", elem_id="rag-ask")
         with gr.Row():
             base_out = gr.Textbox(label="Base", lines=6, elem_id="rag-base")
