@@ -75,7 +75,7 @@ def run_stage(parent: RunContext, name: str, cfg: RunConfig, runner, *, resume: 
     if ctx.metrics.nonfinite_loss:
         raise StudioError(f"stage {name}: the loss became NaN/inf. Lower the learning rate or check the data.")
     done.write_text(json.dumps(final))
-    log_event(parent, name, event="stage_done", **{k: v for k, v in final.items() if isinstance(v, (int, float)) and k != "step"})
+    log_event(parent, name, event="stage_done", step=final.get("global_step", 0), **{k: v for k, v in final.items() if isinstance(v, (int, float)) and k not in ("step", "global_step")})
     return folder, final
 
 
