@@ -33,6 +33,9 @@ from .errors import StudioError
 GIB = 1024**3
 CARD_GIB = 24.0  # RTX 4090: 24 GiB of GDDR6X
 CONTEXT_GIB = 1.5  # left for the CUDA context and allocator slack (as issue 7 emulates the card)
+# Fitted, not derived: on a CPU the fp32 autograd path held ~1.5x the per-layer tensors counted in
+# memory() (measured LoRA 128x4 and full 128x2 on the embedded model, bench/estimator_calibration.py).
+CPU_ACTIVATION_FACTOR = 1.5
 ARCH_DIR = Path(__file__).resolve().parents[1] / "assets" / "architectures"
 ESTIMATE_METHODS = ("full", "instruction", "lora", "qlora", "dpo", "reward", "ppo", "rlhf", "constitutional")
 OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit", "sgd")
@@ -252,6 +255,8 @@ def memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
         inputs = (6 * h + i) if setup.lora_target == "all-linear" else 4 * h
         lora = inputs * ((act if cpu else 2) + 1)  # dropout copy (autocast to bf16 on GPU) + mask
     per_layer = 2 * norm + attention + mlp + lora
+    if cpu:
+        per_layer *= CPU_ACTIVATION_FACTOR
     if method in ("ppo", "rlhf"):
         per_layer *= 2  # policy and value model both run forward/backward on the rollouts
 
