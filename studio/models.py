@@ -25,6 +25,7 @@ EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 WEIGHT_FILE = "model.safetensors"
 MANIFEST = "studio_manifest.json"
+CACHE_FORMAT = 2  # bump when the conversion changes, so old caches are rebuilt
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,20 @@ def cache_is_valid(cache: Path) -> bool:
         recorded = json.loads(manifest.read_text())
     except (OSError, json.JSONDecodeError):
         return False
+    if recorded.get("cache_format") != CACHE_FORMAT:
+        return False  # made by an older converter: convert again
     return recorded.get("weights_sha256") == sha256_file(weights)
+
+
+def _align_special_tokens(tokenizer, config) -> None:
+    """GGUF metadata can leave the tokenizer's eos/pad on the wrong token (SmolLM2's GGUF gives
+    `<|im_start|>`); the model config's ids are the source of truth, as in the original HF repo."""
+    for attr in ("eos", "pad"):
+        token_id = getattr(config, f"{attr}_token_id", None)
+        if isinstance(token_id, list):
+            token_id = token_id[0] if token_id else None
+        if token_id is not None and 0 <= token_id < len(tokenizer):
+            setattr(tokenizer, f"{attr}_token", tokenizer.convert_ids_to_tokens(token_id))
 
 
 def gguf_cache(gguf: Path) -> Path:
@@ -308,6 +322,7 @@ def convert_gguf(gguf: Path, cache: Path) -> dict:
         raise StudioError(f"GGUF conversion of {gguf} lost tensors: missing={real_missing[:3]} unexpected={unexpected[:3]}.")
     if config.tie_word_embeddings:
         model.tie_weights()
+    _align_special_tokens(tokenizer, config)
 
     tmp = cache.with_name(cache.name + ".partial")
     if tmp.exists():
@@ -320,6 +335,7 @@ def convert_gguf(gguf: Path, cache: Path) -> dict:
         "source_gguf": str(gguf),
         "source_sha256": sha256_file(gguf),
         "weights_sha256": sha256_file(tmp / WEIGHT_FILE),
+        "cache_format": CACHE_FORMAT,
         "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "convert_seconds": round(time.time() - started, 2),
     }
