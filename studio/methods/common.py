@@ -7,13 +7,14 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
 
 from .. import models
 from ..config import LORA_TARGETS, RunConfig
 from ..data import load_dataset_file
 from ..errors import StudioError
-from .context import RunContext
+if TYPE_CHECKING:  # the pre-flight data checks import this module in the UI: keep torch/transformers out
+    from .context import RunContext
 
 PREFERENCE_HINT = (
     "give preference pairs: one JSON object per line with `prompt`, `chosen` and `rejected` (text or chat "
@@ -116,6 +117,8 @@ def lora_config(cfg: RunConfig, task_type: str = "CAUSAL_LM", modules_to_save: l
 
 def quantization(cfg: RunConfig):
     """4-bit NF4 with double quantisation (QLoRA) when `quantize_4bit` is set; bf16 compute on CUDA."""
+    import torch
+
     if not getattr(cfg, "quantize_4bit", False):
         return None
     from transformers import BitsAndBytesConfig
@@ -129,6 +132,8 @@ def quantization(cfg: RunConfig):
 
 
 def load_policy(cfg: RunConfig, resolved: models.ResolvedModel):
+    import torch
+
     quant = quantization(cfg)
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     model = models.load_causal_lm(resolved, dtype=dtype, quantization_config=quant, device_map=models.local_device_map() if (quant and torch.cuda.is_available()) else None)
@@ -149,6 +154,8 @@ def adapter_folder(source: str | Path) -> Path | None:
 
 def training_kwargs(cfg: RunConfig, output_dir: Path, has_eval: bool) -> dict:
     """TrainingArguments shared by the TRL trainers (DPO, reward, RLOO)."""
+    import torch
+
     cuda = torch.cuda.is_available()
     return dict(
         output_dir=str(output_dir),

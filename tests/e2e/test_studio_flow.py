@@ -48,7 +48,7 @@ def test_upload_train_watch_and_chat(app_server, page):
     steps_box.fill("10")
     steps_box.press("Tab")
     page.locator("#train-start").click()
-    page.locator("#train-action").get_by_text("Started run").wait_for(timeout=30_000)
+    page.locator("#train-action").get_by_text("Started run").wait_for(timeout=90_000)
 
     # 3. The loss curve gains points while the run is still going.
     first = wait_for(lambda: plot_points(page) >= 2 and plot_points(page), 180, "the first loss points")
