@@ -51,13 +51,13 @@ def test_upload_train_watch_and_chat(app_server, page):
     page.locator("#train-action").get_by_text("Started run").wait_for(timeout=90_000)
 
     # 3. The loss curve gains points while the run is still going.
-    first = wait_for(lambda: plot_points(page) >= 2 and plot_points(page), 180, "the first loss points")
+    first = wait_for(lambda: plot_points(page) >= 2 and plot_points(page), 480, "the first loss points")
     status_then = page.locator("#train-status").inner_text()
     assert "RUNNING" in status_then, status_then
-    more = wait_for(lambda: plot_points(page) > first and plot_points(page), 120, "more loss points")
+    more = wait_for(lambda: plot_points(page) > first and plot_points(page), 300, "more loss points")
     assert more > first
     page.screenshot(path=str(SCREENSHOTS / "02-training-live.png"), full_page=True)
-    wait_for(lambda: "COMPLETED" in page.locator("#train-status").inner_text(), 240, "the run to complete")
+    wait_for(lambda: "COMPLETED" in page.locator("#train-status").inner_text(), 600, "the run to complete")
     assert plot_points(page) == 10
     assert "python -m studio train" in page.locator("#train-command textarea, #train-command input").first.input_value()
     page.screenshot(path=str(SCREENSHOTS / "03-training-done.png"), full_page=True)
