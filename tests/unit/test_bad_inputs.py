@@ -18,6 +18,20 @@ from studio.jobs.train import preflight
 from tests.conftest import REPO
 
 BAD = REPO / "tests" / "data" / "bad"
+
+
+def _write_model_fixtures() -> None:
+    """*.gguf and *.safetensors are git-ignored (weights never go in the repo), so the two tiny
+    malformed model files are written here, before the configs that point at them are read."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_bad_inputs", REPO / "tests" / "data" / "make_bad_inputs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.models()
+
+
+_write_model_fixtures()
 DATASETS = sorted(p for p in (BAD / "datasets").iterdir())
 CONFIGS = sorted((BAD / "configs").glob("*.yaml"))
 
@@ -54,6 +68,23 @@ def test_bad_configs_fail_before_any_model_loads(path, studio_home, monkeypatch)
         preflight(RunConfig.from_yaml(path))
     message = str(info.value)
     assert "\n" not in message and len(message) < 600, message
+
+
+@pytest.mark.parametrize(
+    "name, needle",
+    [
+        ("model_random_bytes_gguf.yaml", "not a readable GGUF file"),
+        ("model_unknown_arch_gguf.yaml", "architecture 'totally-unknown-arch'"),
+        ("model_corrupt_safetensors.yaml", "not a valid safetensors file"),
+        ("model_pickle_only.yaml", "pickle"),
+        ("model_hub_offline.yaml", "not cached"),
+    ],
+)
+def test_model_cases_hit_their_own_check(name, needle, studio_home, monkeypatch):
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(StudioError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        preflight(RunConfig.from_yaml(BAD / "configs" / name))
 
 
 @pytest.mark.parametrize("name", ["lr_nan.yaml", "model_corrupt_safetensors.yaml", "model_unknown_arch_gguf.yaml", "deeply_nested"])
