@@ -31,6 +31,15 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _text(content) -> str:
+    """Gradio 6 sends chat content as a list of {"type": "text", "text": ...} parts."""
+    if isinstance(content, list):
+        return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+    if isinstance(content, dict):
+        return content.get("text", "")
+    return content or ""
+
+
 def _session(url: str, run_id: str, index: int, max_tokens: int, poll_seconds: float, result: SessionResult) -> None:
     from gradio_client import Client
 
@@ -47,7 +56,7 @@ def _session(url: str, run_id: str, index: int, max_tokens: int, poll_seconds: f
             last = output
         result.total_s = time.time() - started
         final = job.outputs()[-1] if job.outputs() else last
-        users = [m.get("content") for m in (final[0] or []) + (final[1] or []) if m.get("role") == "user"]
+        users = [_text(m.get("content")) for m in (final[0] or []) + (final[1] or []) if m.get("role") == "user"]
         result.leaked = any(u != prompt for u in users) or not users
         deadline = time.time() + poll_seconds
         while time.time() < deadline:
