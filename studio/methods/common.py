@@ -195,6 +195,40 @@ def train_and_finish(trainer, ctx: RunContext, evaluation) -> dict:
     return final
 
 
+ADAPTER_KEY_TAGS = ("lora_", "modules_to_save", "trainable_tokens")
+
+
+def save_trained(trainer, out: Path, tokenizer=None, *, model=None, selected_adapters: list[str] | None = None) -> Path:
+    """Write the trained result (adapter or full weights) and the tokenizer to `out`, from every kind of run.
+
+    - Full weights, and anything under FSDP: `trainer.save_model`, which gathers a full state dict
+      across ranks and writes it once (every rank must call it: it is a collective under FSDP).
+    - Adapters: the main process alone writes, from CPU copies of the adapter tensors. Saving the
+      live tensors asks safetensors for their storage pointers, and on the GPU image some are
+      wrapper tensors without one ("invalid python storage"); copies always have one, and cost only
+      the adapter's size.
+    """
+    from .. import perf
+
+    model = model if model is not None else trainer.model
+    main = trainer.accelerator.is_main_process
+    if perf.fsdp_active(trainer.args) or not hasattr(model, "peft_config"):
+        trainer.save_model(str(out))
+    elif main:
+        state = {key: _plain_cpu_copy(value) for key, value in model.state_dict().items() if any(tag in key for tag in ADAPTER_KEY_TAGS)}
+        model.save_pretrained(str(out), selected_adapters=selected_adapters, state_dict=state, safe_serialization=True)
+    if main and tokenizer is not None:
+        tokenizer.save_pretrained(str(out))
+    trainer.accelerator.wait_for_everyone()
+    return out
+
+
+def _plain_cpu_copy(tensor):
+    full = getattr(tensor, "full_tensor", None)  # a DTensor: gather its shards first
+    tensor = full() if callable(full) else tensor
+    return tensor.detach().to("cpu", copy=True).contiguous()
+
+
 def log_trainable(model, ctx: RunContext) -> None:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())

@@ -19,6 +19,7 @@ from .common import (
     lora_config,
     prepare_tokenizer,
     read_preference,
+    save_trained,
     split,
     train_and_finish,
     training_kwargs,
@@ -62,6 +63,5 @@ def run(cfg: RunConfig, ctx: RunContext, init_adapter: str | None = None) -> dic
     log_trainable(trainer.model, ctx)
     final = train_and_finish(trainer, ctx, evaluation)
     out = ctx.run_dir / "adapter"
-    trainer.model.save_pretrained(str(out), selected_adapters=["default"], safe_serialization=True)
-    tokenizer.save_pretrained(str(out))
+    save_trained(trainer, out, tokenizer, selected_adapters=["default"])
     return final

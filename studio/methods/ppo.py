@@ -35,6 +35,7 @@ from .common import (
     numeric,
     prepare_tokenizer,
     read_prompts,
+    save_trained,
     training_kwargs,
 )
 from .context import RunContext
@@ -182,7 +183,7 @@ def _ppo(cfg, ctx, tokenizer, policy, reward_model, peft_config, sft_adapter) ->
     except StopRequested:
         ctx.log(f"PPO stopped at update {trainer.state.global_step}")
     policy = trainer.accelerator.unwrap_model(trainer.model).policy
-    policy.save_pretrained(str(ctx.run_dir / "adapter"), selected_adapters=["default"], safe_serialization=True)
+    save_trained(trainer, ctx.run_dir / "adapter", model=policy, selected_adapters=["default"])
     last = next((r for r in reversed(trainer.state.log_history) if "objective/kl" in r), {})
     final = numeric(last)
     final["global_step"] = trainer.state.global_step
@@ -213,7 +214,7 @@ def _rloo(cfg, ctx, tokenizer, policy, reward_model, peft_config) -> dict:
     )
     log_trainable(trainer.model, ctx)
     result = trainer.train(resume_from_checkpoint=ctx.resume_from)
-    trainer.model.save_pretrained(str(ctx.run_dir / "adapter"), safe_serialization=True)
+    save_trained(trainer, ctx.run_dir / "adapter")
     final = numeric(result.metrics)
     final["global_step"] = trainer.state.global_step
     return final

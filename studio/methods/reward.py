@@ -20,6 +20,7 @@ from .common import (
     lora_config,
     prepare_tokenizer,
     read_preference,
+    save_trained,
     split,
     train_and_finish,
     training_kwargs,
@@ -62,8 +63,7 @@ def run(cfg: RunConfig, ctx: RunContext) -> dict:
     log_trainable(trainer.model, ctx)
     final = train_and_finish(trainer, ctx, evaluation)
     out = ctx.run_dir / OUTPUT
-    trainer.model.save_pretrained(str(out), safe_serialization=True)
-    tokenizer.save_pretrained(str(out))
+    save_trained(trainer, out, tokenizer)
     return final
 
 

@@ -13,6 +13,7 @@ from datasets import Dataset
 from .. import models, perf
 from ..config import LORA_TARGETS, RunConfig
 from ..data import load_dataset_file
+from .common import save_trained
 from .context import RunContext
 
 
@@ -117,8 +118,7 @@ def run(cfg: RunConfig, ctx: RunContext) -> dict:
         ctx.log(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
     result = trainer.train(resume_from_checkpoint=ctx.resume_from)
     out = ctx.run_dir / ("adapter" if cfg.uses_adapter else "model")
-    trainer.model.save_pretrained(str(out), safe_serialization=True)
-    tokenizer.save_pretrained(str(out))
+    save_trained(trainer, out, tokenizer)
     final = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
     final["global_step"] = trainer.state.global_step
     if evaluation is not None:

@@ -36,7 +36,8 @@ def wait_for(condition, timeout: float, what: str):
 
 
 def live_rank_processes(run_id: str) -> list[int]:
-    """Worker processes of this run still alive (their command line names the run id)."""
+    """Training ranks of this run still alive: their command line names the run id. The
+    `accelerate launch` parent names it too (it passes the rank command line on), so it is left out."""
     pids = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
@@ -44,7 +45,7 @@ def live_rank_processes(run_id: str) -> list[int]:
                 cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             except OSError:
                 continue
-            if run_id in cmdline and "--worker" in cmdline:
+            if run_id in cmdline and "--worker" in cmdline and "accelerate.commands.launch" not in cmdline:
                 pids.append(int(proc.name))
     return pids
 
