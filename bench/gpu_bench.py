@@ -51,7 +51,9 @@ ARCHITECTURES = {
 }
 WORDS = 32000
 TINY = os.environ.get("BENCH_TINY") == "1"
-LORA = dict(lora_r=16, lora_alpha=32, lora_dropout=0.05, lora_target="all-linear")
+# The studio runs its own LoRA defaults (r 16, alpha 32, all linear layers, dropout 0); the baseline
+# keeps the dropout 0.05 of PEFT/TRL examples that a user would copy.
+LORA = dict(lora_r=16, lora_alpha=32, lora_target="all-linear")
 
 
 import logging
@@ -281,6 +283,18 @@ def mfu(shape, method: str, tokens_per_s: float, seq_len: float, peak_tflops: fl
     return training_flops_per_token(shape, method, 16, seq_len) * tokens_per_s / (peak_tflops * 1e12)
 
 
+def estimated_gib(model, method: str, args, *, pairs: bool = False) -> dict:
+    """The advisor's estimate (studio.estimator) for the settings this run really used, for the calibration table."""
+    from studio.estimator import Setup, architecture_from_config, memory
+
+    arch = architecture_from_config(model.config.to_dict(), name=model.config.model_type)
+    tiled = any(getattr(m, "studio_tiled_mlp", False) for m in model.modules())
+    setup = Setup(method=method, seq=args.max_length, batch=args.per_device_train_batch_size, gradient_checkpointing=bool(args.gradient_checkpointing),
+                  activation_offloading=bool(getattr(args, "activation_offloading", False)), tiled_mlp=tiled, lora_dropout=0.0, device="gpu")
+    estimate = memory(arch, setup)
+    return {"estimated_gib": round(estimate.peak_gib, 2), "estimate_parts_gib": estimate.parts_gib, "tiled_mlp": tiled}
+
+
 # ---------------------------------------------------------------- parts
 def part_lora8b(result: dict, tmp: Path) -> None:
     """8B LoRA, 2048 x 4, on a typical length mix (baseline pads) and on full 2048-token rows."""
@@ -296,8 +310,6 @@ def part_lora8b(result: dict, tmp: Path) -> None:
         mean_len = sum(lengths) / len(lengths)
         entry = result.setdefault("lora_8b", {}).setdefault(mix, {"mean_example_tokens": round(mean_len, 1)})
         variants = [("baseline", None), ("studio", None)]
-        if mix == "chat_mix":
-            variants.append(("studio_sdpa", "sdpa"))
         for name, attention in variants:
             log(f"lora8b {mix} {name}")
             model = build_model("llama3-8b", quantize=False)
@@ -313,7 +325,9 @@ def part_lora8b(result: dict, tmp: Path) -> None:
                         os.environ["STUDIO_ATTENTION"] = attention
                     args, model, peft_config = studio_sft_args(studio_config(max_steps=steps, max_length=length), tmp / name, model)
                     os.environ.pop("STUDIO_ATTENTION", None)
+                estimate = estimated_gib(model, "lora", args) if name != "baseline" else {}
                 out, model = run_sft(model, args, dataset, tok, peft_config, warm)
+                out.update(estimate)
                 out["mfu"] = round(mfu(shape, "lora", out["tokens_per_s"], mean_len, peak), 4)
                 entry[name] = out
                 log(f"  {out}")
@@ -329,28 +343,35 @@ def part_lora8b(result: dict, tmp: Path) -> None:
 
 
 def part_dpo8b(result: dict, tmp: Path) -> None:
-    """8B DPO, LoRA, reference = adapter off, max length 1024: TRL DPOTrainer defaults vs studio."""
+    """8B DPO, LoRA, reference = adapter off, max length 1024, 4 pairs per step: TRL DPOTrainer
+    defaults vs the studio's DPO (studio.methods.common LoRA + perf.apply), on the whole H200 and
+    under the 24 GB cap (where the chooser must fit the card: smaller micro-batch + accumulation)."""
     import torch
     from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
     from studio import perf
+    from studio.methods.common import lora_config
 
     tok = tokenizer()
     dataset = dpo_dataset(400, 1024)
     steps, warm, batch = 10, 3, 4
     entry = result.setdefault("dpo_8b", {"max_length": 1024, "batch_pairs": batch})
-    for name in ("baseline", "studio", "studio_no_liger"):
+    for name in ("baseline", "studio", "studio_24gb"):
         log(f"dpo8b {name}")
         model = build_model("llama3-8b", quantize=False)
         try:
             args = DPOConfig(output_dir=str(tmp / f"dpo-{name}"), max_steps=steps, per_device_train_batch_size=batch, max_length=1024,
                              learning_rate=5e-6, logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, bf16=not TINY)
-            if name == "studio_no_liger":
-                os.environ["STUDIO_NO_LIGER"] = "1"
-            if name.startswith("studio"):
-                args, model = perf.apply(studio_config(method="lora", max_length=1024, per_device_train_batch_size=batch), args, model, trainer="dpo")
-            peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
+            if name == "baseline":
+                peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
+            else:
+                if name == "studio_24gb":
+                    cap_to_24gb()
+                cfg = studio_config(method="dpo", max_length=1024, per_device_train_batch_size=batch)
+                args, model = perf.apply(cfg, args, model, trainer="dpo")
+                peft_config = lora_config(cfg)
+            estimate = estimated_gib(model, "dpo", args) if name != "baseline" else {}
             torch.cuda.reset_peak_memory_stats()
             timer = StepTimer()
             trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok, peft_config=peft_config, callbacks=[timer.callback])
@@ -364,6 +385,7 @@ def part_dpo8b(result: dict, tmp: Path) -> None:
                 "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / GIB, 2),
                 "settings": {k: getattr(args, k) for k in ("per_device_train_batch_size", "gradient_accumulation_steps", "gradient_checkpointing", "use_liger_kernel", "padding_free")}
                 | {"attention": model.config._attn_implementation},
+                **estimate,
             }
             log(f"  {entry[name]}")
             release(trainer)
@@ -372,13 +394,10 @@ def part_dpo8b(result: dict, tmp: Path) -> None:
             traceback.print_exc()
         release(model)
         save(result)
-        os.environ.pop("STUDIO_NO_LIGER", None)
-    for name in ("studio", "studio_no_liger"):
+    for name in ("studio", "studio_24gb"):
         if entry.get("baseline", {}).get("pairs_per_s") and entry.get(name, {}).get("pairs_per_s"):
             entry[name]["speedup"] = round(entry[name]["pairs_per_s"] / entry["baseline"]["pairs_per_s"], 3)
             entry[name]["peak_ratio"] = round(entry[name]["peak_reserved_gib"] / entry["baseline"]["peak_reserved_gib"], 3)
-    if "speedup" in entry.get("studio", {}):
-        entry["speedup"], entry["peak_ratio"] = entry["studio"]["speedup"], entry["studio"]["peak_ratio"]
 
 
 def cap_to_24gb() -> None:
@@ -404,15 +423,17 @@ def qlora_try(arch: str, length: int, batch: int, tmp: Path, *, studio: bool, to
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
         args = baseline_sft_args(tmp / f"b{length}", max_steps=steps, batch=batch, max_length=length, optim="paged_adamw_8bit")
         peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
+    estimate = estimated_gib(model, "qlora", args) if studio else {}
     started = time.perf_counter()
     try:
         out, model = run_sft(model, args, dataset, tok, peft_config, warm=min(warm, steps - 1) if steps > 1 else 0)
+        out.update(estimate)
         out["ok"] = True
         out["wall_s"] = round(time.perf_counter() - started, 1)
         model = model.unload() if hasattr(model, "unload") else model
     except Exception as err:  # out of memory, or anything else: record it and rebuild the model
         traceback.print_exc()
-        out = {"ok": False, "error": f"{type(err).__name__}: " + (str(err).splitlines() or [""])[0][:300], "peak_reserved_gib": peak_gib()}
+        out = {"ok": False, "error": f"{type(err).__name__}: " + (str(err).splitlines() or [""])[0][:300], "peak_reserved_gib": peak_gib(), **estimate}
         model = None  # LoRA layers were injected in place: rebuild
     gc.collect()
     torch.cuda.empty_cache()
@@ -451,7 +472,7 @@ def part_qlora8b_context(result: dict, entry: dict, tmp: Path, tok, model) -> No
     cap_to_24gb()
     contexts = entry.setdefault("contexts", {})
     best = 0
-    plan = [int(x) for x in os.environ.get("BENCH_CONTEXTS", "65536,81920,98304,131072").split(",")]
+    plan = [int(x) for x in os.environ.get("BENCH_CONTEXTS", "65536,81920,98304,114688,131072").split(",")]
     deadline = time.time() + float(os.environ.get("BENCH_CONTEXT_SECONDS", 300))
     while plan and time.time() < deadline:
         length = plan.pop(0)
@@ -515,7 +536,7 @@ def summarise(result: dict) -> dict:
     lora = result.get("lora_8b", {}).get("chat_mix", {})
     studio = lora.get("studio", {})
     dpo = result.get("dpo_8b", {})
-    dpo_studio = dpo.get("studio_no_liger") or dpo.get("studio", {})  # the studio's DPO default: no Liger
+    dpo_studio = dpo.get("studio_24gb", {})  # the studio's DPO as it runs on the reference 24 GB card
     q14 = result.get("qlora_14b", {}).get("studio_2048x1", {})
     return {
         "lora_8b_speedup": studio.get("speedup"),
@@ -526,6 +547,8 @@ def summarise(result: dict) -> dict:
         "qlora_14b_peak_gib": q14.get("peak_reserved_gib"),
         "dpo_8b_speedup": dpo_studio.get("speedup"),
         "dpo_8b_peak_ratio": dpo_studio.get("peak_ratio"),
+        "dpo_8b_speedup_uncapped": dpo.get("studio", {}).get("speedup"),
+        "lora_8b_mfu_full_rows": result.get("lora_8b", {}).get("full_rows", {}).get("studio", {}).get("mfu"),
     }
 
 

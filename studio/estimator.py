@@ -17,6 +17,11 @@ PPOTrainer over transformers + PEFT, SDPA attention), not a rule of thumb:
 - logits: the loss upcasts to fp32 and log-softmax keeps its output, so about 12 bytes per
   vocabulary entry per token at the loss (bf16 logits + fp32 log-probs + their gradient).
 
+On a GPU the SFT-style methods and DPO run the studio's fast path (studio/perf.py: Liger or chunked
+loss, padding-free packing, checkpointing/offload/tiled MLPs only when needed), so there `memory`
+uses the fast path's own memory model, the one its settings chooser plans with; `plan_24gb` is what
+that chooser picks on a 24 GB card. `fast_path=False` gives the plain TRL path described above.
+
 DPO doubles the tokens (chosen + rejected; the reference is the adapter switched off, so no second
 copy). PPO holds policy (+adapter; reference = adapter off), a trainable value model and a frozen
 reward model, as TRL's PPOTrainer does. Reference architectures ship in assets/architectures/.
@@ -188,9 +193,12 @@ class Setup:
     optimizer: str | None = None  # None: what the studio's trainer uses for this method and device
     lora_r: int = 16
     lora_target: str = "all-linear"
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0  # the studio's default (studio/config.py)
     device: str = "gpu"
     qlora_fp32_upcast: bool = False
+    fast_path: bool = True  # GPU: the studio's fast path (studio/perf.py), as its trainers run by default
+    activation_offloading: bool = False  # fast path: checkpointed layer inputs kept on the CPU
+    tiled_mlp: bool = False  # fast path: MLPs in sequence tiles (long contexts)
 
     def validate(self) -> None:
         if self.method not in ESTIMATE_METHODS:
@@ -216,9 +224,54 @@ def _adapter(method: str) -> bool:
     return method in ("lora", "qlora", "dpo", "reward", "ppo", "rlhf", "constitutional")
 
 
+FAST_PATH_METHODS = ("full", "instruction", "lora", "qlora", "dpo")
+
+
+def uses_fast_path(setup: Setup) -> bool:
+    return setup.device == "gpu" and setup.fast_path and setup.method in FAST_PATH_METHODS and not setup.qlora_fp32_upcast
+
+
+def model_shape(arch: Architecture):
+    from .perf import ModelShape
+
+    return ModelShape(arch.params, arch.layers, arch.hidden, arch.intermediate, arch.vocab, arch.heads, arch.kv_heads, arch.tied_embeddings)
+
+
+def _fast_path_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
+    from . import perf
+
+    tokens = setup.seq * setup.batch * (2 if setup.method == "dpo" else 1)
+    parts = perf.estimate_parts(
+        model_shape(arch), setup.method, tokens, lora_rank=setup.lora_r, gradient_checkpointing=setup.gradient_checkpointing,
+        activation_offloading=setup.activation_offloading, fused_loss=setup.method != "dpo", lora_dropout=setup.lora_dropout,
+        tiled_mlp=setup.tiled_mlp,
+    )
+    peak = sum(parts.values())
+    return MemoryEstimate(peak_gib=peak, parts_gib={k: round(v, 3) for k, v in parts.items()},
+                          fits_24gb=peak <= CARD_GIB - CONTEXT_GIB, tokens_per_step=tokens)
+
+
+def plan_24gb(arch: Architecture, setup: Setup, budget_gib: float = CARD_GIB - CONTEXT_GIB):
+    """What the fast path's chooser runs on a 24 GB card for this method, length and batch (a perf.Plan),
+    or None where the fast path does not apply."""
+    from . import perf
+
+    if not uses_fast_path(_with(setup, device="gpu")):
+        return None
+    rows = setup.batch * (2 if setup.method == "dpo" else 1)
+    plan = perf.choose(
+        model_shape(arch), setup.method, budget_gib=budget_gib, batch_size=rows, max_length=setup.seq,
+        lora_rank=setup.lora_r, lora_dropout=setup.lora_dropout, fused_loss=setup.method != "dpo",
+        force_checkpointing=setup.gradient_checkpointing, can_tile=setup.method != "dpo",
+    )
+    return plan
+
+
 def memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
     """Peak bytes of one training step (max over the loss, layer-backward and optimiser phases)."""
     setup.validate()
+    if uses_fast_path(setup):
+        return _fast_path_memory(arch, setup)
     cpu = setup.device == "cpu"
     method = setup.method
     upcast = method == "qlora" and setup.qlora_fp32_upcast
@@ -296,7 +349,7 @@ def memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
 def largest_batch(arch: Architecture, setup: Setup, limit_gib: float = CARD_GIB - CONTEXT_GIB) -> int:
     """Largest per-device batch at this sequence length that fits; 0 if even batch 1 doesn't."""
     def fits(batch: int) -> bool:
-        return memory(arch, _with(setup, batch=batch)).peak_gib <= limit_gib
+        return fits_card(arch, _with(setup, batch=batch), limit_gib)
 
     return _largest(fits, 1, 4096)
 
@@ -304,9 +357,18 @@ def largest_batch(arch: Architecture, setup: Setup, limit_gib: float = CARD_GIB 
 def largest_seq(arch: Architecture, setup: Setup, limit_gib: float = CARD_GIB - CONTEXT_GIB, step: int = 128) -> int:
     """Largest sequence length (a multiple of `step`) at this batch that fits; 0 if none does."""
     def fits(blocks: int) -> bool:
-        return memory(arch, _with(setup, seq=blocks * step)).peak_gib <= limit_gib
+        return fits_card(arch, _with(setup, seq=blocks * step), limit_gib)
 
     return _largest(fits, 1, 1 << 14) * step
+
+
+def fits_card(arch: Architecture, setup: Setup, limit_gib: float = CARD_GIB - CONTEXT_GIB) -> bool:
+    """Whether this batch and length train within `limit_gib`: on the fast path, with the settings its
+    chooser picks (checkpointing, offload, tiling) and no smaller micro-batch; else as configured."""
+    if uses_fast_path(setup):
+        plan = plan_24gb(arch, setup, limit_gib)
+        return plan.fits and plan.per_device_train_batch_size == setup.batch * (2 if setup.method == "dpo" else 1)
+    return memory(arch, setup).peak_gib <= limit_gib
 
 
 def _largest(fits, low: int, high: int) -> int:
@@ -355,6 +417,7 @@ class Estimate:
     max_batch_24gb: int
     max_seq_24gb: int
     tokens_per_s_4090: float
+    plan_24gb: str | None = None  # what the fast path runs on a 24 GB card (GPU methods it covers)
     train_tokens: int | None = None
     hours_4090: float | None = None
     cost: dict = field(default_factory=dict)
@@ -375,6 +438,7 @@ class Estimate:
             + ("fits" if self.fits_24gb else "does NOT fit")
             + f" a 24 GB RTX 4090 (≤ {CARD_GIB - CONTEXT_GIB:.1f} GiB usable)",
             f"largest batch at seq {self.seq}: {self.max_batch_24gb}; largest seq at batch {self.batch}: {self.max_seq_24gb}",
+            *([f"the studio's fast path on a 24 GB card: {self.plan_24gb}"] if self.plan_24gb else []),
             "parts (GiB): " + ", ".join(f"{k} {v:.2f}" for k, v in self.parts_gib.items()),
             f"≈ {self.tokens_per_s_4090:,.0f} tokens/s on an RTX 4090 (scaled from a measured H200 run)",
         ]
@@ -409,11 +473,12 @@ def estimate(model: str | Architecture, setup: Setup | None = None, *, train_tok
         trainable_params=arch.lora_params(setup.lora_r, setup.lora_target) if _adapter(setup.method) else arch.params,
         peak_gib=mem.peak_gib,
         parts_gib=mem.parts_gib,
-        fits_24gb=gpu_mem.fits_24gb,
+        fits_24gb=fits_card(arch, gpu_setup),
         gpu_peak_gib=round(gpu_mem.peak_gib, 2),
         max_batch_24gb=largest_batch(arch, gpu_setup),
         max_seq_24gb=largest_seq(arch, gpu_setup),
         tokens_per_s_4090=tokens_per_s,
+        plan_24gb=plan.describe() if (plan := plan_24gb(arch, gpu_setup)) else None,
         notes=notes,
     )
     if train_tokens:
@@ -431,5 +496,5 @@ def estimate(model: str | Architecture, setup: Setup | None = None, *, train_tok
 
 
 
-__all__ = ["Architecture", "Estimate", "Setup", "estimate", "load_architecture", "memory", "largest_batch", "largest_seq",
+__all__ = ["Architecture", "Estimate", "Setup", "estimate", "load_architecture", "memory", "largest_batch", "largest_seq", "fits_card", "plan_24gb",
            "architecture_from_config", "known_architectures", "throughput"]

@@ -10,7 +10,9 @@ memory, with the field's libraries only:
 - bf16 throughout, and for QLoRA no fp32 upcast of embeddings, head or logits (TRL >= 1.0 keeps
   them bf16 and casts only the adapter; we never call `prepare_model_for_kbit_training`);
 - activation checkpointing only when the memory plan needs it, with CPU offload of the
-  checkpointed activations (TRL `activation_offloading`) when even that does not fit;
+  checkpointed activations (TRL `activation_offloading`) when even that does not fit, and for
+  contexts longer than that, the MLPs run in sequence tiles (Liger's TiledMLP, after DeepSpeed's
+  ALST) so their wide intermediates exist for one tile at a time;
 - the micro-batch shrinks (and gradient accumulation grows, keeping the effective batch) until the
   estimate fits the card.
 On the CPU nothing changes: `apply` returns its inputs.
@@ -104,6 +106,7 @@ class Plan:
     activation_offloading: bool
     estimated_gib: float
     budget_gib: float
+    tiled_mlp: bool = False
 
     @property
     def fits(self) -> bool:
@@ -113,6 +116,8 @@ class Plan:
         extras = ["checkpointing" if self.gradient_checkpointing else "no checkpointing"]
         if self.activation_offloading:
             extras.append("CPU offload of activations")
+        if self.tiled_mlp:
+            extras.append("tiled MLP")
         verdict = "fits" if self.fits else "does NOT fit"
         return (
             f"batch {self.per_device_train_batch_size} x {self.max_length} tokens, accumulation {self.gradient_accumulation_steps}, "
@@ -130,8 +135,29 @@ def estimate_gib(
     activation_offloading: bool = False,
     fused_loss: bool = True,
     lora_dropout: float = 0.0,
+    tiled_mlp: bool = False,
 ) -> float:
-    """Peak training memory in GiB: weights + trainable state + activations + loss + overhead.
+    """Peak training memory in GiB: weights + trainable state + activations + loss + overhead."""
+    parts = estimate_parts(
+        shape, method, tokens, lora_rank=lora_rank, gradient_checkpointing=gradient_checkpointing,
+        activation_offloading=activation_offloading, fused_loss=fused_loss, lora_dropout=lora_dropout, tiled_mlp=tiled_mlp,
+    )
+    return sum(parts.values())
+
+
+def estimate_parts(
+    shape: ModelShape,
+    method: str,
+    tokens: int,
+    *,
+    lora_rank: int = 16,
+    gradient_checkpointing: bool,
+    activation_offloading: bool = False,
+    fused_loss: bool = True,
+    lora_dropout: float = 0.0,
+    tiled_mlp: bool = False,
+) -> dict[str, float]:
+    """The parts of `estimate_gib`, in GiB.
 
     The activation coefficients are elements per token per layer saved for backward by a Llama-style
     block in bf16 (norms, q/k/v/o inputs and outputs, SwiGLU gate/up/product); dropout on the LoRA
@@ -150,6 +176,9 @@ def estimate_gib(
         trainable = shape.lora_params(lora_rank) * 16  # fp32 adapter, gradient and two moments
     per_layer = 12 * h + 4 * i + (4 * h + i if lora_dropout > 0 else 0)  # elements per token
     layer_bytes = per_layer * 2 * tokens
+    if tiled_mlp:  # the MLP keeps its input; gate/up/product exist for one tile (~hidden tokens) at a time
+        tile = min(tokens, h)  # apply_tiled_mlp cuts a row into ceil(length / hidden) tiles
+        layer_bytes = (per_layer - 4 * i + h) * 2 * tokens + 4 * i * 2 * tile
     if gradient_checkpointing:
         checkpoints = 0 if activation_offloading else layers * h * 2 * tokens
         activations = checkpoints + 2.0 * layer_bytes  # one block recomputed, plus its gradients
@@ -162,7 +191,8 @@ def estimate_gib(
     # CUDA/cuBLAS workspaces, allocator fragmentation, kernel scratch. Set from the H200 runs in
     # bench/results/gpu.json (8B QLoRA 2048x2: 13.3 GiB reserved; 14B QLoRA 2048: 11.6 GiB).
     overhead = 2.0 * GIB
-    return (weights + trainable + activations + loss + overhead) / GIB
+    parts = {"weights": weights, "trainable_state": trainable, "activations": activations, "loss": loss, "overhead": overhead}
+    return {name: value / GIB for name, value in parts.items()}
 
 
 def choose(
@@ -177,23 +207,30 @@ def choose(
     lora_dropout: float = 0.0,
     fused_loss: bool = True,
     force_checkpointing: bool = False,
+    can_tile: bool = False,
 ) -> Plan:
     """The fastest settings that fit: no checkpointing if it fits, then checkpointing, then CPU
-    offload, then a smaller micro-batch with more accumulation (same effective batch)."""
+    offload, then (rows longer than the hidden size) tiled MLPs, then a smaller micro-batch with
+    more accumulation (same effective batch)."""
 
-    def plan(batch: int, checkpointing: bool, offload: bool) -> Plan:
+    def plan(batch: int, checkpointing: bool, offload: bool, tiled: bool) -> Plan:
         est = estimate_gib(
             shape, method, batch * max_length, lora_rank=lora_rank, gradient_checkpointing=checkpointing,
             activation_offloading=offload, fused_loss=fused_loss, lora_dropout=lora_dropout,
+            tiled_mlp=tiled,
         )
         accumulation = max(1, gradient_accumulation_steps * batch_size // batch)
-        return Plan(batch, accumulation, max_length, checkpointing, offload, round(est, 2), round(budget_gib, 2))
+        return Plan(batch, accumulation, max_length, checkpointing, offload, round(est, 2), round(budget_gib, 2), tiled)
 
-    options = [(True, False), (True, True)] if force_checkpointing else [(False, False), (True, False), (True, True)]
+    options = [(True, False, False), (True, True, False)]
+    if not force_checkpointing:
+        options.insert(0, (False, False, False))
+    if can_tile and max_length > shape.hidden:
+        options.append((True, True, True))
     batch = max(1, batch_size)
     while True:
-        for checkpointing, offload in options:
-            candidate = plan(batch, checkpointing, offload)
+        for checkpointing, offload, tiled in options:
+            candidate = plan(batch, checkpointing, offload, tiled)
             if candidate.fits:
                 return candidate
         if batch == 1:
@@ -215,6 +252,27 @@ def packed_attention() -> str | None:
     if importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return "flex_attention"
+
+
+def tile_mlps(model) -> int:
+    """Run every gated MLP (gate/up/down projections) in sequence tiles, recomputed in backward,
+    through Liger's `apply_tiled_mlp`. Returns how many MLPs were tiled.
+
+    Liger's own SwiGLU patch rebinds each MLP's `forward` when the trainer starts, so a tiled run
+    turns that patch off (`liger_kernel_config={"swiglu": False}`); the tiles use the model's act_fn.
+    """
+    from liger_kernel.ops import apply_tiled_mlp
+
+    def one_tile(module, x):
+        return module.down_proj(module.act_fn(module.gate_proj(x)) * module.up_proj(x))
+
+    count = 0
+    for module in model.modules():
+        if all(hasattr(module, name) for name in ("gate_proj", "up_proj", "down_proj", "act_fn")):
+            module.forward = (lambda x, _m=module: apply_tiled_mlp(fn=one_tile, mlp_module=_m, x=x))
+            module.studio_tiled_mlp = True
+            count += 1
+    return count
 
 
 def enabled(cfg=None) -> bool:
@@ -293,8 +351,9 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         lora_rank=getattr(cfg, "lora_r", 16),
         lora_dropout=getattr(cfg, "lora_dropout", 0.0),
-        fused_loss=True,
+        fused_loss=trainer == "sft",  # TRL's DPO materialises the logits of every chosen/rejected row
         force_checkpointing=bool(getattr(cfg, "gradient_checkpointing", False)),
+        can_tile=liger and trainer == "sft",
     )
     if plan.activation_offloading and attention == "flex_attention":
         attention = "sdpa"  # flex's compiled backward rejects the strides of offloaded activations (seen on torch 2.11)
@@ -308,4 +367,8 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
                     "Lower max_length, or use method: qlora.")
     if packing and getattr(model.config, "_attn_implementation", None) != attention:
         model.set_attn_implementation(attention)
-    return dataclasses.replace(args, **trainer_overrides(plan, trainer=trainer, liger=liger, packing=packing, fsdp=fsdp)), model
+    overrides = trainer_overrides(plan, trainer=trainer, liger=liger, packing=packing, fsdp=fsdp)
+    if plan.tiled_mlp:
+        log.info(f"tiled {tile_mlps(model)} MLPs")
+        overrides["liger_kernel_config"] = {"swiglu": False}
+    return dataclasses.replace(args, **overrides), model
