@@ -91,30 +91,56 @@ def test_each_method_orders_as_its_trainer_holds_memory():
 
 
 def test_parts_add_up_to_the_peak():
-    result = memory(ARCH, Setup(method="lora", seq=2048, batch=2))
-    parts = result.parts_gib
+    plain = memory(ARCH, Setup(method="lora", seq=2048, batch=2, fast_path=False))
+    parts = plain.parts_gib
     total = parts["weights"] + parts["trainable_state"] + parts["activations"] + parts["other_models_and_temps"]
-    assert total == pytest.approx(result.peak_gib, abs=0.01)
+    assert total == pytest.approx(plain.peak_gib, abs=0.01)
     assert parts["weights"] == pytest.approx(ARCH.params * 2 / 2**30, rel=1e-3)
+    fast = memory(ARCH, Setup(method="lora", seq=2048, batch=2))  # the GPU default: the fast path's own model
+    assert sum(fast.parts_gib.values()) == pytest.approx(fast.peak_gib, abs=0.01)
+    assert fast.parts_gib["weights"] == pytest.approx(ARCH.params * 2 / 2**30, rel=1e-3)
+    assert fast.parts_gib["loss"] < plain.parts_gib["logits"]  # fused/chunked loss: no full fp32 logits
+
+
+def test_fast_path_estimate_is_the_chooser_s_own_number():
+    """The advisor and the trainer's settings chooser (studio.perf) use one memory model."""
+    from studio import perf
+
+    shape = estimator.model_shape(ARCH)
+    for method, checkpointing in (("lora", True), ("qlora", True), ("full", False)):
+        setup = Setup(method=method, seq=1024, batch=2, gradient_checkpointing=checkpointing)
+        direct = perf.estimate_gib(shape, method, 2048, gradient_checkpointing=checkpointing)
+        assert memory(ARCH, setup).peak_gib == pytest.approx(direct)
+    plan = estimator.plan_24gb(ARCH, Setup(method="dpo", seq=1024, batch=4))
+    assert plan.fits and plan.per_device_train_batch_size * plan.gradient_accumulation_steps == 8  # rows: 4 pairs
 
 
 def test_largest_batch_and_sequence_are_the_edge_of_fitting():
     setup = Setup(method="qlora", seq=2048, batch=1)
-    limit = estimator.CARD_GIB - estimator.CONTEXT_GIB
     batch = estimator.largest_batch(ARCH, setup)
     assert batch >= 1
-    assert memory(ARCH, Setup(method="qlora", seq=2048, batch=batch)).peak_gib <= limit
-    assert memory(ARCH, Setup(method="qlora", seq=2048, batch=batch + 1)).peak_gib > limit
+    assert estimator.fits_card(ARCH, Setup(method="qlora", seq=2048, batch=batch))
+    assert not estimator.fits_card(ARCH, Setup(method="qlora", seq=2048, batch=batch + 1))
     seq = estimator.largest_seq(ARCH, setup)
-    assert memory(ARCH, Setup(method="qlora", seq=seq, batch=1)).peak_gib <= limit
-    assert memory(ARCH, Setup(method="qlora", seq=seq + 128, batch=1)).peak_gib > limit
+    assert estimator.fits_card(ARCH, Setup(method="qlora", seq=seq, batch=1))
+    assert not estimator.fits_card(ARCH, Setup(method="qlora", seq=seq + 128, batch=1))
     assert estimator.largest_batch(ARCH, Setup(method="full", seq=2048)) == 0
+    # the plain TRL path, as configured (no chooser)
+    limit = estimator.CARD_GIB - estimator.CONTEXT_GIB
+    plain = Setup(method="qlora", seq=2048, batch=1, fast_path=False)
+    batch = estimator.largest_batch(ARCH, plain)
+    assert memory(ARCH, Setup(method="qlora", seq=2048, batch=batch, fast_path=False)).peak_gib <= limit
+    assert memory(ARCH, Setup(method="qlora", seq=2048, batch=batch + 1, fast_path=False)).peak_gib > limit
 
 
 def test_fits_24gb_agrees_with_the_peak():
+    limit = estimator.CARD_GIB - estimator.CONTEXT_GIB
     for method in ("lora", "qlora", "full"):
         result = estimator.estimate("Llama-3-8B", method=method, seq=2048, batch=1)
-        assert result.fits_24gb == (result.peak_gib <= estimator.CARD_GIB - estimator.CONTEXT_GIB)
+        assert result.fits_24gb == estimator.fits_card(ARCH, Setup(method=method, seq=2048, batch=1))
+        assert result.plan_24gb and ("does NOT fit" in result.plan_24gb) == (not result.fits_24gb)
+        plain = estimator.estimate("Llama-3-8B", method=method, seq=2048, batch=1, fast_path=False)
+        assert plain.fits_24gb == (plain.peak_gib <= limit)
 
 
 def test_time_and_cost_scale_with_tokens():
@@ -156,5 +182,7 @@ def test_committed_calibration_table_matches_the_current_estimator():
     for row in table["rows"]:
         device = "cpu" if row["where"].startswith("cpu") else "gpu"
         setup = Setup(method=row["method"], seq=row["seq"], batch=row["batch"], gradient_checkpointing=row["gradient_checkpointing"],
-                      device=device, qlora_fp32_upcast=row.get("qlora_fp32_upcast", False))
+                      device=device, qlora_fp32_upcast=row.get("qlora_fp32_upcast", False), lora_dropout=row.get("lora_dropout", 0.0),
+                      fast_path=row.get("fast_path", True), activation_offloading=row.get("activation_offloading", False),
+                      tiled_mlp=row.get("tiled_mlp", False))
         assert memory(load_architecture(row["arch"]), setup).peak_gib == pytest.approx(row["estimated_gib"], abs=0.01)
