@@ -433,7 +433,9 @@ def qlora_try(arch: str, length: int, batch: int, tmp: Path, *, studio: bool, to
         model = model.unload() if hasattr(model, "unload") else model
     except Exception as err:  # out of memory, or anything else: record it and rebuild the model
         traceback.print_exc()
-        out = {"ok": False, "error": f"{type(err).__name__}: " + (str(err).splitlines() or [""])[0][:300], "peak_reserved_gib": peak_gib(), **estimate}
+        frames = [f"{f.filename.split('site-packages/')[-1]}:{f.lineno} {f.name}" for f in traceback.extract_tb(err.__traceback__)[-6:]]
+        out = {"ok": False, "error": f"{type(err).__name__}: " + (str(err).splitlines() or [""])[0][:300], "where": frames,
+               "peak_reserved_gib": peak_gib(), **estimate}
         model = None  # LoRA layers were injected in place: rebuild
     gc.collect()
     torch.cuda.empty_cache()
@@ -468,31 +470,45 @@ def part_qlora8b(result: dict, tmp: Path) -> None:
 
 
 def part_qlora8b_context(result: dict, entry: dict, tmp: Path, tok, model) -> None:
-    """The longest single sequence the studio path trains under the cap (one step each, ascending)."""
-    cap_to_24gb()
+    """The longest single sequence the studio path trains under the cap: one step per length,
+    ascending, each in a fresh process (an out-of-memory attempt leaves nothing behind for the next)."""
+    release(model)
     contexts = entry.setdefault("contexts", {})
     best = 0
-    plan = [int(x) for x in os.environ.get("BENCH_CONTEXTS", "65536,81920,98304,114688,131072").split(",")]
+    plan = [int(x) for x in os.environ.get("BENCH_CONTEXTS", "65536,81920,98304,131072").split(",")]
     deadline = time.time() + float(os.environ.get("BENCH_CONTEXT_SECONDS", 300))
+    save(result)
     while plan and time.time() < deadline:
         length = plan.pop(0)
-        if model is None:
-            uncap()
-            model = build_model("llama3-8b", quantize=True)
-            cap_to_24gb()
-        log(f"qlora8b studio context {length}")
-        contexts[str(length)], model = qlora_try("llama3-8b", length, 1, tmp, studio=True, tok=tok, model=model)
-        log(f"  {contexts[str(length)]}")
-        save(result)
-        if contexts[str(length)]["ok"]:
+        log(f"qlora8b studio context {length} (fresh process)")
+        env = {**os.environ, "BENCH_CONTEXT_LENGTH": str(length), "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
+        try:
+            subprocess.call([sys.executable, __file__, "--one", "qlora8b_length", "--out", str(OUT_PATH)], env=env,
+                            timeout=max(30.0, deadline - time.time() + 60))
+        except subprocess.TimeoutExpired:
+            pass
+        result.update(json.loads(OUT_PATH.read_text()))
+        entry = result["qlora_8b"]
+        outcome = entry.setdefault("contexts", {}).get(str(length), {"ok": False, "error": "timed out"})
+        entry["contexts"][str(length)] = outcome
+        log(f"  {outcome}")
+        if outcome.get("ok"):
             best = max(best, length)
         elif best == 0 and length > 16384:
             plan = [length // 2]
         else:
             break
     entry["max_context"] = best
-    release(model)
     save(result)
+
+
+def part_qlora8b_length(result: dict, tmp: Path) -> None:
+    """One context length (BENCH_CONTEXT_LENGTH), batch 1, studio path, under the cap."""
+    length = int(os.environ["BENCH_CONTEXT_LENGTH"])
+    model = build_model("llama3-8b", quantize=True)
+    cap_to_24gb()
+    outcome, model = qlora_try("llama3-8b", length, 1, tmp, studio=True, tok=tokenizer(), model=model)
+    result.setdefault("qlora_8b", {"cap_gib": CAP_GIB}).setdefault("contexts", {})[str(length)] = outcome
 
 
 def part_qlora14b(result: dict, tmp: Path) -> None:
@@ -508,7 +524,7 @@ def part_qlora14b(result: dict, tmp: Path) -> None:
     save(result)
 
 
-PARTS = {"lora8b": part_lora8b, "dpo8b": part_dpo8b, "qlora8b": part_qlora8b, "qlora14b": part_qlora14b}
+PARTS = {"lora8b": part_lora8b, "dpo8b": part_dpo8b, "qlora8b": part_qlora8b, "qlora14b": part_qlora14b, "qlora8b_length": part_qlora8b_length}
 OUT_PATH: Path | None = None
 
 

@@ -259,16 +259,19 @@ def tile_mlps(model) -> int:
     through Liger's `apply_tiled_mlp`. Returns how many MLPs were tiled.
 
     Liger's own SwiGLU patch rebinds each MLP's `forward` when the trainer starts, so a tiled run
-    turns that patch off (`liger_kernel_config={"swiglu": False}`); the tiles use the model's act_fn.
+    turns that patch off (`liger_kernel_config={"swiglu": False}`); the tiles use the model's act_fn
+    (SiLU for an MLP Liger already replaced: its SwiGLU class is SiLU-only).
     """
+    import torch
     from liger_kernel.ops import apply_tiled_mlp
 
     def one_tile(module, x):
-        return module.down_proj(module.act_fn(module.gate_proj(x)) * module.up_proj(x))
+        act = getattr(module, "act_fn", None) or torch.nn.functional.silu
+        return module.down_proj(act(module.gate_proj(x)) * module.up_proj(x))
 
     count = 0
     for module in model.modules():
-        if all(hasattr(module, name) for name in ("gate_proj", "up_proj", "down_proj", "act_fn")):
+        if all(hasattr(module, name) for name in ("gate_proj", "up_proj", "down_proj")):
             module.forward = (lambda x, _m=module: apply_tiled_mlp(fn=one_tile, mlp_module=_m, x=x))
             module.studio_tiled_mlp = True
             count += 1

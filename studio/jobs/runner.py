@@ -24,6 +24,13 @@ RESUMABLE = ("interrupted", "failed", "cancelled")
 REPO = Path(__file__).resolve().parents[2]
 
 
+def training_env() -> dict:
+    """The environment of a training subprocess. Expandable allocator segments (unless the user chose
+    allocator settings) stop long-context runs failing on fragmentation: the allocator grows one
+    mapping instead of leaving freed blocks of the wrong size."""
+    return {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True", **os.environ, "PYTHONUNBUFFERED": "1"}
+
+
 def start(cfg: RunConfig | None = None, *, resume_id: str | None = None) -> registry.RunRecord:
     """Write the config into a new run folder (or reuse a finished run's) and train in the background."""
     if resume_id:
@@ -57,7 +64,7 @@ def start(cfg: RunConfig | None = None, *, resume_id: str | None = None) -> regi
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # own process group: closing the UI never kills the run
             cwd=str(REPO),
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=training_env(),
         )
     registry.mark_launched(record.id, process.pid)
     _reap_in_background(process)
