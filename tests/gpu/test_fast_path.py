@@ -94,8 +94,8 @@ def test_tiled_mlps_give_the_same_loss_and_lora_gradients():
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="sdpa").cuda()
     lora = LoraConfig(r=8, lora_alpha=16, target_modules=["gate_proj", "up_proj", "down_proj", "q_proj"], init_lora_weights=False)
-    plain = get_peft_model(copy.deepcopy(base), lora)
-    tiled = get_peft_model(copy.deepcopy(base), lora)
+    plain = get_peft_model(base, lora)  # random (non-zero) adapters, so their gradients are not trivial
+    tiled = copy.deepcopy(plain)  # the same adapters
     assert perf.tile_mlps(tiled) == config.num_hidden_layers
     ids = torch.randint(0, config.vocab_size, (1, 1000), device="cuda")  # 1000 tokens: ceil(1000 / 128) = 8 tiles
     losses = []
