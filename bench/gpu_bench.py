@@ -418,13 +418,13 @@ def cap_to_24gb() -> None:
     os.environ["STUDIO_GPU_MEMORY_GIB"] = str(CAP_GIB)
 
 
-def qlora_try(arch: str, length: int, batch: int, tmp: Path, *, studio: bool, tok, model, steps: int = 1, warm: int = 1) -> tuple[dict, object]:
+def qlora_try(arch: str, length: int, batch: int, tmp: Path, *, studio: bool, tok, model, steps: int = 1, warm: int = 1, method: str = "qlora") -> tuple[dict, object]:
     """One QLoRA measurement. Returns (figures, the base model to reuse, or None if it must be rebuilt)."""
     import torch
 
     dataset = sft_dataset([length] * (batch * steps))
     if studio:
-        cfg = studio_config(method="qlora", max_steps=steps, max_length=length, per_device_train_batch_size=batch)
+        cfg = studio_config(method=method, max_steps=steps, max_length=length, per_device_train_batch_size=batch)
         args, model, peft_config = studio_sft_args(cfg, tmp / f"q{length}", model)
     else:
         from peft import LoraConfig, prepare_model_for_kbit_training
@@ -433,7 +433,7 @@ def qlora_try(arch: str, length: int, batch: int, tmp: Path, *, studio: bool, to
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
         args = baseline_sft_args(tmp / f"b{length}", max_steps=steps, batch=batch, max_length=length, optim="paged_adamw_8bit")
         peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
-    estimate = estimated_gib(model, "qlora", args) if studio else {}
+    estimate = estimated_gib(model, method, args) if studio else {}
     started = time.perf_counter()
     try:
         out, model = run_sft(model, args, dataset, tok, peft_config, warm=min(warm, steps - 1) if steps > 1 else 0)
@@ -534,7 +534,35 @@ def part_qlora14b(result: dict, tmp: Path) -> None:
     save(result)
 
 
-PARTS = {"lora8b": part_lora8b, "dpo8b": part_dpo8b, "qlora8b": part_qlora8b, "qlora14b": part_qlora14b, "qlora8b_length": part_qlora8b_length}
+CALIBRATION_RUNS = [  # (architecture, method, max_length, batch): the studio path under the 24 GB cap, 3 steps
+    ("llama3-8b", "lora", 2048, 2),
+    ("llama3-8b", "lora", 4096, 1),
+    ("llama3-8b", "qlora", 8192, 1),
+    ("qwen2.5-14b", "qlora", 4096, 1),
+]
+
+
+def part_calibration(result: dict, tmp: Path) -> None:
+    """Estimator calibration points: each studio run in a fresh process, estimate next to the peak."""
+    spec = os.environ.get("BENCH_CALIBRATION_RUN")
+    if spec is None:
+        for arch, method, length, batch in CALIBRATION_RUNS:
+            key = f"{arch} {method} {length}x{batch}"
+            log(f"calibration {key} (fresh process)")
+            subprocess.call([sys.executable, __file__, "--one", "calibration", "--out", str(OUT_PATH)], env={**os.environ, "BENCH_CALIBRATION_RUN": key})
+            result.update(json.loads(OUT_PATH.read_text()))
+            log(f"  {result.get('calibration', {}).get(key)}")
+        return
+    arch, method, shape = spec.split()
+    length, batch = (int(x) for x in shape.split("x"))
+    model = build_model(arch, quantize=method == "qlora")
+    cap_to_24gb()
+    outcome, _ = qlora_try(arch, length, batch, tmp, studio=True, tok=tokenizer(), model=model, steps=3, warm=1, method=method)
+    outcome.update(arch=arch, method=method, length=length, batch=batch)
+    result.setdefault("calibration", {})[spec] = outcome
+
+
+PARTS = {"calibration": part_calibration, "lora8b": part_lora8b, "dpo8b": part_dpo8b, "qlora8b": part_qlora8b, "qlora14b": part_qlora14b, "qlora8b_length": part_qlora8b_length}
 OUT_PATH: Path | None = None
 
 
