@@ -17,7 +17,7 @@ memory, with the field's libraries only:
   estimate fits the card.
 On the CPU nothing changes: `apply` returns its inputs.
 
-Disable with `fast_path: false` in the run config, or STUDIO_FAST_PATH=0.
+Disable with `fast_path: false` in the run config, or STUDIO_FAST_PATH=0 (STUDIO_TILED_MLP=0: no tiled MLPs).
 STUDIO_GPU_MEMORY_GIB caps the memory the plan may use (a shared GPU, or emulating a smaller card).
 """
 
@@ -356,7 +356,7 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
         lora_dropout=getattr(cfg, "lora_dropout", 0.0),
         fused_loss=trainer == "sft",  # TRL's DPO materialises the logits of every chosen/rejected row
         force_checkpointing=bool(getattr(cfg, "gradient_checkpointing", False)),
-        can_tile=liger and trainer == "sft",
+        can_tile=liger and trainer == "sft" and os.environ.get("STUDIO_TILED_MLP", "1") != "0",
     )
     if plan.activation_offloading and attention == "flex_attention":
         attention = "sdpa"  # flex's compiled backward rejects the strides of offloaded activations (seen on torch 2.11)
