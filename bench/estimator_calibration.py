@@ -81,8 +81,7 @@ def estimate_row(row: dict) -> dict:
     device = "cpu" if row["where"].startswith("cpu") else "gpu"
     setup = Setup(method=row["method"], seq=row["seq"], batch=row["batch"], gradient_checkpointing=row["gradient_checkpointing"],
                   device=device, qlora_fp32_upcast=row.get("qlora_fp32_upcast", False), lora_dropout=row.get("lora_dropout", 0.0),
-                  fast_path=row.get("fast_path", True), activation_offloading=row.get("activation_offloading", False),
-                  tiled_mlp=row.get("tiled_mlp", False))
+                  fast_path=row.get("fast_path", True), activation_offloading=row.get("activation_offloading", False))
     estimated = memory(load_architecture(row["arch"]), setup).peak_gib
     return {**row, "estimated_gib": round(estimated, 3), "error_pct": round(100 * (estimated - row["measured_gib"]) / row["measured_gib"], 1)}
 

@@ -288,11 +288,10 @@ def estimated_gib(model, method: str, args, *, pairs: bool = False) -> dict:
     from studio.estimator import Setup, architecture_from_config, memory
 
     arch = architecture_from_config(model.config.to_dict(), name=model.config.model_type)
-    tiled = any(getattr(m, "studio_tiled_mlp", False) for m in model.modules())
     setup = Setup(method=method, seq=args.max_length, batch=args.per_device_train_batch_size, gradient_checkpointing=bool(args.gradient_checkpointing),
-                  activation_offloading=bool(getattr(args, "activation_offloading", False)), tiled_mlp=tiled, lora_dropout=0.0, device="gpu")
+                  activation_offloading=bool(getattr(args, "activation_offloading", False)), lora_dropout=0.0, device="gpu")
     estimate = memory(arch, setup)
-    return {"estimated_gib": round(estimate.peak_gib, 2), "estimate_parts_gib": estimate.parts_gib, "tiled_mlp": tiled}
+    return {"estimated_gib": round(estimate.peak_gib, 2), "estimate_parts_gib": estimate.parts_gib}
 
 
 # ---------------------------------------------------------------- parts

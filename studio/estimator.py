@@ -18,7 +18,7 @@ PPOTrainer over transformers + PEFT, SDPA attention), not a rule of thumb:
   vocabulary entry per token at the loss (bf16 logits + fp32 log-probs + their gradient).
 
 On a GPU the SFT-style methods and DPO run the studio's fast path (studio/perf.py: Liger or chunked
-loss, padding-free packing, checkpointing/offload/tiled MLPs only when needed), so there `memory`
+loss, padding-free packing, checkpointing/offload only when needed), so there `memory`
 uses the fast path's own memory model, the one its settings chooser plans with; `plan_24gb` is what
 that chooser picks on a 24 GB card. `fast_path=False` gives the plain TRL path described above.
 
@@ -198,7 +198,6 @@ class Setup:
     qlora_fp32_upcast: bool = False
     fast_path: bool = True  # GPU: the studio's fast path (studio/perf.py), as its trainers run by default
     activation_offloading: bool = False  # fast path: checkpointed layer inputs kept on the CPU
-    tiled_mlp: bool = False  # fast path: MLPs in sequence tiles (long contexts)
 
     def validate(self) -> None:
         if self.method not in ESTIMATE_METHODS:
@@ -244,7 +243,6 @@ def _fast_path_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
     parts = perf.estimate_parts(
         model_shape(arch), setup.method, tokens, lora_rank=setup.lora_r, gradient_checkpointing=setup.gradient_checkpointing,
         activation_offloading=setup.activation_offloading, fused_loss=setup.method != "dpo", lora_dropout=setup.lora_dropout,
-        tiled_mlp=setup.tiled_mlp,
     )
     peak = sum(parts.values())
     return MemoryEstimate(peak_gib=peak, parts_gib={k: round(v, 3) for k, v in parts.items()},
@@ -262,7 +260,7 @@ def plan_24gb(arch: Architecture, setup: Setup, budget_gib: float = CARD_GIB - C
     plan = perf.choose(
         model_shape(arch), setup.method, budget_gib=budget_gib, batch_size=rows, max_length=setup.seq,
         lora_rank=setup.lora_r, lora_dropout=setup.lora_dropout, fused_loss=setup.method != "dpo",
-        force_checkpointing=setup.gradient_checkpointing, can_tile=setup.method != "dpo",
+        force_checkpointing=setup.gradient_checkpointing,
     )
     return plan
 
@@ -364,7 +362,7 @@ def largest_seq(arch: Architecture, setup: Setup, limit_gib: float = CARD_GIB - 
 
 def fits_card(arch: Architecture, setup: Setup, limit_gib: float = CARD_GIB - CONTEXT_GIB) -> bool:
     """Whether this batch and length train within `limit_gib`: on the fast path, with the settings its
-    chooser picks (checkpointing, offload, tiling) and no smaller micro-batch; else as configured."""
+    chooser picks (checkpointing, offload) and no smaller micro-batch; else as configured."""
     if uses_fast_path(setup):
         plan = plan_24gb(arch, setup, limit_gib)
         return plan.fits and plan.per_device_train_batch_size == setup.batch * (2 if setup.method == "dpo" else 1)

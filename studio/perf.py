@@ -10,14 +10,13 @@ memory, with the field's libraries only:
 - bf16 throughout, and for QLoRA no fp32 upcast of embeddings, head or logits (TRL >= 1.0 keeps
   them bf16 and casts only the adapter; we never call `prepare_model_for_kbit_training`);
 - activation checkpointing only when the memory plan needs it, with CPU offload of the
-  checkpointed activations (TRL `activation_offloading`) when even that does not fit, and for
-  contexts longer than that, the MLPs run in sequence tiles (Liger's TiledMLP, after DeepSpeed's
-  ALST) so their wide intermediates exist for one tile at a time;
+  checkpointed activations (TRL `activation_offloading`) when even that does not fit (Liger's
+  TiledMLP was tried for long contexts and measured worse: 22.0 vs 15.6 GiB at 40k tokens);
 - the micro-batch shrinks (and gradient accumulation grows, keeping the effective batch) until the
   estimate fits the card.
 On the CPU nothing changes: `apply` returns its inputs.
 
-Disable with `fast_path: false` in the run config, or STUDIO_FAST_PATH=0 (STUDIO_TILED_MLP=0: no tiled MLPs).
+Disable with `fast_path: false` in the run config, or STUDIO_FAST_PATH=0.
 STUDIO_GPU_MEMORY_GIB caps the memory the plan may use (a shared GPU, or emulating a smaller card).
 """
 
@@ -106,7 +105,6 @@ class Plan:
     activation_offloading: bool
     estimated_gib: float
     budget_gib: float
-    tiled_mlp: bool = False
 
     @property
     def fits(self) -> bool:
@@ -116,8 +114,6 @@ class Plan:
         extras = ["checkpointing" if self.gradient_checkpointing else "no checkpointing"]
         if self.activation_offloading:
             extras.append("CPU offload of activations")
-        if self.tiled_mlp:
-            extras.append("tiled MLP")
         verdict = "fits" if self.fits else "does NOT fit"
         return (
             f"batch {self.per_device_train_batch_size} x {self.max_length} tokens, accumulation {self.gradient_accumulation_steps}, "
@@ -135,12 +131,11 @@ def estimate_gib(
     activation_offloading: bool = False,
     fused_loss: bool = True,
     lora_dropout: float = 0.0,
-    tiled_mlp: bool = False,
 ) -> float:
     """Peak training memory in GiB: weights + trainable state + activations + loss + overhead."""
     parts = estimate_parts(
         shape, method, tokens, lora_rank=lora_rank, gradient_checkpointing=gradient_checkpointing,
-        activation_offloading=activation_offloading, fused_loss=fused_loss, lora_dropout=lora_dropout, tiled_mlp=tiled_mlp,
+        activation_offloading=activation_offloading, fused_loss=fused_loss, lora_dropout=lora_dropout,
     )
     return sum(parts.values())
 
@@ -155,7 +150,6 @@ def estimate_parts(
     activation_offloading: bool = False,
     fused_loss: bool = True,
     lora_dropout: float = 0.0,
-    tiled_mlp: bool = False,
 ) -> dict[str, float]:
     """The parts of `estimate_gib`, in GiB.
 
@@ -176,9 +170,6 @@ def estimate_parts(
         trainable = shape.lora_params(lora_rank) * 16  # fp32 adapter, gradient and two moments
     per_layer = 12 * h + 4 * i + (4 * h + i if lora_dropout > 0 else 0)  # elements per token
     layer_bytes = per_layer * 2 * tokens
-    if tiled_mlp:  # the MLP keeps its input; gate/up/product exist for one tile (~hidden tokens) at a time
-        tile = min(tokens, h)  # apply_tiled_mlp cuts a row into ceil(length / hidden) tiles
-        layer_bytes = (per_layer - 4 * i + h) * 2 * tokens + 4 * i * 2 * tile
     if gradient_checkpointing:
         checkpoints = 0 if activation_offloading else layers * h * 2 * tokens
         activations = checkpoints + 2.0 * layer_bytes  # one block recomputed, plus its gradients
@@ -207,30 +198,23 @@ def choose(
     lora_dropout: float = 0.0,
     fused_loss: bool = True,
     force_checkpointing: bool = False,
-    can_tile: bool = False,
 ) -> Plan:
     """The fastest settings that fit: no checkpointing if it fits, then checkpointing, then CPU
-    offload, then (rows longer than the hidden size) tiled MLPs, then a smaller micro-batch with
-    more accumulation (same effective batch)."""
+    offload, then a smaller micro-batch with more accumulation (same effective batch)."""
 
-    def plan(batch: int, checkpointing: bool, offload: bool, tiled: bool) -> Plan:
+    def plan(batch: int, checkpointing: bool, offload: bool) -> Plan:
         est = estimate_gib(
             shape, method, batch * max_length, lora_rank=lora_rank, gradient_checkpointing=checkpointing,
             activation_offloading=offload, fused_loss=fused_loss, lora_dropout=lora_dropout,
-            tiled_mlp=tiled,
         )
         accumulation = max(1, gradient_accumulation_steps * batch_size // batch)
-        return Plan(batch, accumulation, max_length, checkpointing, offload, round(est, 2), round(budget_gib, 2), tiled)
+        return Plan(batch, accumulation, max_length, checkpointing, offload, round(est, 2), round(budget_gib, 2))
 
-    options = [(True, False, False), (True, True, False)]
-    if not force_checkpointing:
-        options.insert(0, (False, False, False))
-    if can_tile and max_length > shape.hidden:
-        options.append((True, True, True))
+    options = [(True, False), (True, True)] if force_checkpointing else [(False, False), (True, False), (True, True)]
     batch = max(1, batch_size)
     while True:
-        for checkpointing, offload, tiled in options:
-            candidate = plan(batch, checkpointing, offload, tiled)
+        for checkpointing, offload in options:
+            candidate = plan(batch, checkpointing, offload)
             if candidate.fits:
                 return candidate
         if batch == 1:
@@ -252,30 +236,6 @@ def packed_attention() -> str | None:
     if importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return "flex_attention"
-
-
-def tile_mlps(model) -> int:
-    """Run every gated MLP (gate/up/down projections) in sequence tiles, recomputed in backward,
-    through Liger's `apply_tiled_mlp`. Returns how many MLPs were tiled.
-
-    Liger's own SwiGLU patch rebinds each MLP's `forward` when the trainer starts, so a tiled run
-    turns that patch off (`liger_kernel_config={"swiglu": False}`); the tiles use the model's act_fn
-    (SiLU for an MLP Liger already replaced: its SwiGLU class is SiLU-only).
-    """
-    import torch
-    from liger_kernel.ops import apply_tiled_mlp
-
-    def one_tile(module, x):
-        act = getattr(module, "act_fn", None) or torch.nn.functional.silu
-        return module.down_proj(act(module.gate_proj(x)) * module.up_proj(x))
-
-    count = 0
-    for module in model.modules():
-        if all(hasattr(module, name) for name in ("gate_proj", "up_proj", "down_proj")):
-            module.forward = (lambda x, _m=module: apply_tiled_mlp(fn=one_tile, mlp_module=_m, x=x))
-            module.studio_tiled_mlp = True
-            count += 1
-    return count
 
 
 def enabled(cfg=None) -> bool:
@@ -356,7 +316,6 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
         lora_dropout=getattr(cfg, "lora_dropout", 0.0),
         fused_loss=trainer == "sft",  # TRL's DPO materialises the logits of every chosen/rejected row
         force_checkpointing=bool(getattr(cfg, "gradient_checkpointing", False)),
-        can_tile=liger and trainer == "sft" and os.environ.get("STUDIO_TILED_MLP", "1") != "0",
     )
     if plan.activation_offloading and attention == "flex_attention":
         attention = "sdpa"  # flex's compiled backward rejects the strides of offloaded activations (seen on torch 2.11)
@@ -370,8 +329,4 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
                     "Lower max_length, or use method: qlora.")
     if packing and getattr(model.config, "_attn_implementation", None) != attention:
         model.set_attn_implementation(attention)
-    overrides = trainer_overrides(plan, trainer=trainer, liger=liger, packing=packing, fsdp=fsdp)
-    if plan.tiled_mlp:
-        log.info(f"tiled {tile_mlps(model)} MLPs")
-        overrides["liger_kernel_config"] = {"swiglu": False}
-    return dataclasses.replace(args, **overrides), model
+    return dataclasses.replace(args, **trainer_overrides(plan, trainer=trainer, liger=liger, packing=packing, fsdp=fsdp)), model

@@ -183,6 +183,5 @@ def test_committed_calibration_table_matches_the_current_estimator():
         device = "cpu" if row["where"].startswith("cpu") else "gpu"
         setup = Setup(method=row["method"], seq=row["seq"], batch=row["batch"], gradient_checkpointing=row["gradient_checkpointing"],
                       device=device, qlora_fp32_upcast=row.get("qlora_fp32_upcast", False), lora_dropout=row.get("lora_dropout", 0.0),
-                      fast_path=row.get("fast_path", True), activation_offloading=row.get("activation_offloading", False),
-                      tiled_mlp=row.get("tiled_mlp", False))
+                      fast_path=row.get("fast_path", True), activation_offloading=row.get("activation_offloading", False))
         assert memory(load_architecture(row["arch"]), setup).peak_gib == pytest.approx(row["estimated_gib"], abs=0.01)
