@@ -6,10 +6,15 @@ long enough to be truncated at max_length. Measured = peak RSS of that process m
 the imports (interpreter and libraries are not training memory); the estimate is
 `studio.estimator.memory(..., device="cpu")`.
 
-GPU (not measured here): issue 7's plain HF+PEFT figures on one H200 (max_memory_reserved),
-compared with the estimator's model of that same path. They are reference points, labelled as such.
+GPU (H200, measured by bench/gpu_bench.py, raw runs in bench/results/gpu.json): every run of the
+studio's own path (perf.apply + TRL) there, with the settings it really used (batch, length,
+checkpointing, CPU offload), next to `studio.estimator.memory` for those settings. Measured =
+max_memory_reserved; for runs under the 24 GB cap whose reservation hit the cap, the allocator's
+reservation says nothing, so max_memory_allocated is compared with the estimate less its allocator
+slack (marked "allocated"). Issue 7's plain HF+PEFT figures are kept as reference rows.
 
-    .venv/bin/python bench/estimator_calibration.py     # writes bench/results/estimator_calibration.json
+    .venv/bin/python bench/estimator_calibration.py            # CPU runs here + GPU rows from gpu.json
+    .venv/bin/python bench/estimator_calibration.py --rescore  # estimates only, same measurements
 """
 
 from __future__ import annotations
@@ -79,6 +84,12 @@ def estimate_row(row: dict) -> dict:
     from studio.estimator import Setup, load_architecture, memory
 
     device = "cpu" if row["where"].startswith("cpu") else "gpu"
+    if row.get("compare") == "allocated":  # the reservation hit the cap: compare the allocation with the estimate less its slack
+        setup = Setup(method=row["method"], seq=row["seq"], batch=row["batch"], gradient_checkpointing=row["gradient_checkpointing"],
+                      device=device, lora_dropout=row.get("lora_dropout", 0.0), activation_offloading=row.get("activation_offloading", False))
+        estimate = memory(load_architecture(row["arch"]), setup)
+        estimated = estimate.peak_gib - estimate.parts_gib.get("overhead", 0.0)
+        return {**row, "estimated_gib": round(estimated, 3), "error_pct": round(100 * (estimated - row["measured_gib"]) / row["measured_gib"], 1)}
     setup = Setup(method=row["method"], seq=row["seq"], batch=row["batch"], gradient_checkpointing=row["gradient_checkpointing"],
                   device=device, qlora_fp32_upcast=row.get("qlora_fp32_upcast", False), lora_dropout=row.get("lora_dropout", 0.0),
                   fast_path=row.get("fast_path", True), activation_offloading=row.get("activation_offloading", False))
@@ -88,14 +99,19 @@ def estimate_row(row: dict) -> dict:
 
 def write(rows: list[dict]) -> Path:
     cpu = [r for r in rows if r["where"].startswith("cpu")]
+    gpu = [r for r in rows if r["where"].startswith("h200 (studio")]
     summary = {
         "command": ".venv/bin/python bench/estimator_calibration.py",
         "rescore_command": ".venv/bin/python bench/estimator_calibration.py --rescore  # estimates only, same measurements",
+        "gpu_measurements": "bench/results/gpu.json (python3 bench/gpu_bench.py on the lent H200 machine; commands there)",
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_version()}",
         "steps_per_config": STEPS,
         "cpu_max_abs_error_pct": max((abs(r["error_pct"]) for r in cpu), default=None),
         "cpu_within_15pct": sum(abs(r["error_pct"]) <= 15 for r in cpu),
         "cpu_configs": len(cpu),
+        "gpu_configs": len(gpu),
+        "gpu_within_15pct": sum(abs(r["error_pct"]) <= 15 for r in gpu),
+        "gpu_max_abs_error_pct": max((abs(r["error_pct"]) for r in gpu), default=None),
         "rows": rows,
     }
     OUT.parent.mkdir(exist_ok=True)
@@ -103,8 +119,51 @@ def write(rows: list[dict]) -> Path:
     return OUT
 
 
+GPU_RESULT = REPO / "bench" / "results" / "gpu.json"
+ARCH_NAMES = {"llama3-8b": "Llama-3-8B", "qwen2.5-14b": "Qwen2.5-14B"}
+
+
+def studio_gpu_runs() -> list[dict]:
+    """Every studio-path run in gpu.json, as (settings, measured) rows."""
+    if not GPU_RESULT.is_file():
+        return []
+    result = json.loads(GPU_RESULT.read_text())
+    runs = []
+
+    def add(label, arch, method, figures, seq, capped):
+        settings = figures["settings"]
+        at_cap = capped and figures["peak_reserved_gib"] >= result["qlora_8b"]["cap_gib"] - 0.5
+        runs.append({
+            "where": "h200 (studio path, bench/gpu_bench.py)", "run": label, "arch": arch, "method": method, "seq": seq,
+            "batch": settings["per_device_train_batch_size"], "gradient_checkpointing": settings["gradient_checkpointing"],
+            "activation_offloading": settings.get("activation_offloading", False), "lora_dropout": 0.0, "fast_path": True,
+            "compare": "allocated" if at_cap and figures.get("peak_allocated_gib") else "reserved",
+            "measured_gib": figures["peak_allocated_gib"] if at_cap and figures.get("peak_allocated_gib") else figures["peak_reserved_gib"],
+        })
+
+    for mix, entry in result.get("lora_8b", {}).items():
+        if isinstance(entry, dict) and "studio" in entry and "settings" in entry["studio"]:
+            add(f"lora_8b.{mix}.studio", "Llama-3-8B", "lora", entry["studio"], 2048, False)
+    for key, figures in result.get("calibration", {}).items():
+        if figures.get("ok"):
+            add(f"calibration.{key}", ARCH_NAMES[figures["arch"]], figures["method"], figures, figures["length"], True)
+    q14 = result.get("qlora_14b", {}).get("studio_2048x1", {})
+    if q14.get("ok"):
+        add("qlora_14b.studio_2048x1", "Qwen2.5-14B", "qlora", q14, 2048, True)
+    for length, figures in result.get("qlora_8b", {}).get("contexts", {}).items():
+        if figures.get("ok"):
+            add(f"qlora_8b.contexts.{length}", "Llama-3-8B", "qlora", figures, int(length), True)
+    for name in ("studio", "studio_24gb"):
+        figures = result.get("dpo_8b", {}).get(name, {})
+        if "settings" in figures:  # rows padded to the longest of the batch: the estimate takes max_length rows
+            add(f"dpo_8b.{name}", "Llama-3-8B", "dpo", figures | {"peak_allocated_gib": None}, result["dpo_8b"]["max_length"], name.endswith("24gb"))
+    return runs
+
+
 def gpu_rows() -> list[dict]:
-    return [estimate_row({"where": "h200 (issue 7 figure, not measured here)", **ref}) for ref in GPU_REFERENCE]
+    measured = [estimate_row(run) for run in studio_gpu_runs()]
+    reference = [estimate_row({"where": "h200 (issue 7 figure, not measured here)", **ref}) for ref in GPU_REFERENCE]
+    return measured + reference
 
 
 def main() -> None:
@@ -141,7 +200,7 @@ def main() -> None:
 def rescore() -> None:
     """Re-run the estimates (not the measurements) after an estimator change."""
     table = json.loads(OUT.read_text())
-    rows = [estimate_row(r) for r in table["rows"] if r["where"].startswith("cpu")] + gpu_rows()
+    rows = [estimate_row(r) for r in table["rows"] if r["where"].startswith("cpu")] + gpu_rows()  # GPU rows re-read from gpu.json
     for row in rows:
         print(json.dumps(row))
     print(f"wrote {write(rows)}")

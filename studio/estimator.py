@@ -260,7 +260,7 @@ def plan_24gb(arch: Architecture, setup: Setup, budget_gib: float = CARD_GIB - C
     plan = perf.choose(
         model_shape(arch), setup.method, budget_gib=budget_gib, batch_size=rows, max_length=setup.seq,
         lora_rank=setup.lora_r, lora_dropout=setup.lora_dropout, fused_loss=setup.method != "dpo",
-        force_checkpointing=setup.gradient_checkpointing,
+        force_checkpointing=setup.gradient_checkpointing, can_offload=setup.method != "dpo",
     )
     return plan
 

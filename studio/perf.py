@@ -153,35 +153,49 @@ def estimate_parts(
 ) -> dict[str, float]:
     """The parts of `estimate_gib`, in GiB.
 
-    The activation coefficients are elements per token per layer saved for backward by a Llama-style
-    block in bf16 (norms, q/k/v/o inputs and outputs, SwiGLU gate/up/product); dropout on the LoRA
-    path keeps extra copies of each adapted input. Checked against bench/results/gpu.json: within
-    about 25% either way (8B LoRA 8k tokens: 70 GiB measured; 8B QLoRA 32k offloaded: 22.5 GiB).
+    Fitted to the studio path's own runs on an H200 (bench/results/gpu.json: 8B and 14B, LoRA and
+    QLoRA, 2k-65k tokens, with and without checkpointing and offload; the table and its errors are
+    in bench/results/estimator_calibration.json). Per token, with `block` the bytes of the tensors
+    a Llama-style block produces in bf16 (norms, q/k/v/o, SwiGLU: 12h + 4i elements):
+    - saved for backward per layer: 0.45 x block (Liger's RMSNorm/SwiGLU/RoPE keep few tensors),
+      plus, for a bf16-base LoRA, the adapters' upcast copies of their inputs (PEFT runs them in
+      fp32), plus LoRA dropout's copies;
+    - one layer's backward in flight: 0.37 x block;
+    - checkpointing keeps each layer's input (h); CPU offload still keeps ~30% of them on the GPU
+      (TRL's offload stashes and prefetches);
+    - the loss: with Liger/chunked loss, the hidden-state gradient and one chunk of logits; without
+      (DPO), ~28 bytes per vocabulary entry per token (bf16 logits, fp32 log-softmax, gradients).
     """
     h, i, layers = shape.hidden, shape.intermediate, shape.layers
+    adapter = method not in ("full", "instruction")
     body = shape.params - shape.embedding_params
     if method == "qlora":
-        weights = body * 0.53 + shape.embedding_params * 2  # NF4 + double-quantised scales; embeddings/head stay bf16
+        weights = body * 4.127 / 8 + shape.embedding_params * 2  # NF4 + double-quantised scales; embeddings/head stay bf16
     else:
         weights = shape.params * 2
-    if method in ("full", "instruction"):
-        trainable = shape.params * (2 + 8)  # bf16 gradients + fp32 AdamW moments
+    lora = shape.lora_params(lora_rank)
+    if not adapter:
+        trainable = shape.params * (2 + 4)  # bf16 gradients + two bf16 AdamW moments (a bf16 model)
+    elif method == "qlora":
+        trainable = lora * 4  # bf16 adapters + gradients; paged 8-bit AdamW states live in CUDA managed memory
     else:
-        trainable = shape.lora_params(lora_rank) * 16  # fp32 adapter, gradient and two moments
-    per_layer = 12 * h + 4 * i + (4 * h + i if lora_dropout > 0 else 0)  # elements per token
-    layer_bytes = per_layer * 2 * tokens
+        trainable = lora * 16  # fp32 adapters, gradients and two moments
+    block = (12 * h + 4 * i) * 2
+    adapted_inputs = (6 * h + i) * 2  # q, k, v, o, gate, up (width h) and down (width i)
+    saved = 0.45 * block + (adapted_inputs if adapter and method != "qlora" else 0) + (adapted_inputs if adapter and lora_dropout > 0 else 0)
+    working = 0.37 * block
     if gradient_checkpointing:
-        checkpoints = 0 if activation_offloading else layers * h * 2 * tokens
-        activations = checkpoints + 2.0 * layer_bytes  # one block recomputed, plus its gradients
+        checkpoints = layers * h * 2 * (0.3 if activation_offloading else 1.0)
+        activations = tokens * (checkpoints + saved + working)
     else:
-        activations = layers * layer_bytes + layer_bytes
+        activations = tokens * (layers * saved + working)
     if fused_loss:
         loss = tokens * h * 2 * 2 + 512 * 1024**2  # hidden-state gradient + one chunk of logits
     else:
-        loss = tokens * shape.vocab * (2 + 4 + 4)  # bf16 logits, fp32 upcast and its gradient
-    # CUDA/cuBLAS workspaces, allocator fragmentation, kernel scratch. Set from the H200 runs in
-    # bench/results/gpu.json (8B QLoRA 2048x2: 13.3 GiB reserved; 14B QLoRA 2048: 11.6 GiB).
-    overhead = 2.0 * GIB
+        loss = tokens * shape.vocab * 28
+    # What the caching allocator reserves beyond what is allocated (max_memory_reserved vs
+    # max_memory_allocated in the same runs: 0.8-1.1 GiB, 3 GiB at 60 GiB).
+    overhead = 0.75 * GIB + 0.04 * (weights + trainable + activations + loss)
     parts = {"weights": weights, "trainable_state": trainable, "activations": activations, "loss": loss, "overhead": overhead}
     return {name: value / GIB for name, value in parts.items()}
 
@@ -198,6 +212,7 @@ def choose(
     lora_dropout: float = 0.0,
     fused_loss: bool = True,
     force_checkpointing: bool = False,
+    can_offload: bool = True,
 ) -> Plan:
     """The fastest settings that fit: no checkpointing if it fits, then checkpointing, then CPU
     offload, then a smaller micro-batch with more accumulation (same effective batch)."""
@@ -211,6 +226,8 @@ def choose(
         return Plan(batch, accumulation, max_length, checkpointing, offload, round(est, 2), round(budget_gib, 2))
 
     options = [(True, False), (True, True)] if force_checkpointing else [(False, False), (True, False), (True, True)]
+    if not can_offload:  # TRL's activation offloading exists for SFT only
+        options = [option for option in options if not option[1]]
     batch = max(1, batch_size)
     while True:
         for checkpointing, offload in options:
@@ -316,6 +333,7 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
         lora_dropout=getattr(cfg, "lora_dropout", 0.0),
         fused_loss=trainer == "sft",  # TRL's DPO materialises the logits of every chosen/rejected row
         force_checkpointing=bool(getattr(cfg, "gradient_checkpointing", False)),
+        can_offload=trainer == "sft",
     )
     if plan.activation_offloading and attention == "flex_attention":
         attention = "sdpa"  # flex's compiled backward rejects the strides of offloaded activations (seen on torch 2.11)
