@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from studio.chat import ChatEngine, GenerationSettings
+from studio.chat import ChatEngine, GenerationSettings, generate_batch
 from studio.jobs import registry
 from studio.jobs.metrics import read_metrics
 from tests.conftest import HELDOUT, run_cli
@@ -55,8 +55,13 @@ def test_tuned_model_learned_the_json_shape_base_did_not(trained_demo_run, monke
     settings = GenerationSettings(temperature=0.0, max_new_tokens=40)
     prompts = json.loads(HELDOUT.read_text())
     assert len(prompts) == 10
-    tuned = [engine.answer([{"role": "user", "content": p}], tuned=True, settings=settings) for p in prompts]
-    base = [engine.answer([{"role": "user", "content": p}], tuned=False, settings=settings) for p in prompts]
+    # Greedy answers through the chat engine's batched path (one left-padded batch per side, the
+    # adapter switched on for the tuned side and off for the base): the same weights and the same
+    # greedy decoding as engine.answer, without its per-token adapter switching (~5x slower on CPU).
+    # engine.answer itself is checked token for token in test_chat_pairs.py and through the CLI below.
+    convos = [[{"role": "user", "content": p}] for p in prompts]
+    tuned = generate_batch(engine.tuned_side, convos, settings, batch_size=len(convos))
+    base = generate_batch(engine.base_side, convos, settings, batch_size=len(convos))
     tuned_hits = sum(map(shows_behaviour, tuned))
     base_hits = sum(map(shows_behaviour, base))
     print(f"tuned {tuned_hits}/10, base {base_hits}/10")
