@@ -432,8 +432,8 @@ class Estimate:
             f"{self.model} · {self.method} · seq {self.seq} × batch {self.batch}"
             + (" · gradient checkpointing" if self.gradient_checkpointing else ""),
             (f"peak RAM ≈ {self.peak_gib:.1f} GiB on this CPU (fp32); " if self.device == "cpu" else "")
-            + f"peak GPU memory ≈ {self.gpu_peak_gib:.1f} GiB (bf16) — "
-            + ("fits" if self.fits_24gb else "does NOT fit")
+            + f"peak GPU memory ≈ {self.gpu_peak_gib:.1f} GiB (bf16) with these settings — "
+            + ("fits" if self.fits_24gb else "does NOT fit") + (" with the fast path's plan below" if self.plan_24gb else "")
             + f" a 24 GB RTX 4090 (≤ {CARD_GIB - CONTEXT_GIB:.1f} GiB usable)",
             f"largest batch at seq {self.seq}: {self.max_batch_24gb}; largest seq at batch {self.batch}: {self.max_seq_24gb}",
             *([f"the studio's fast path on a 24 GB card: {self.plan_24gb}"] if self.plan_24gb else []),

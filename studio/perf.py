@@ -103,12 +103,15 @@ class Plan:
     max_length: int
     gradient_checkpointing: bool
     activation_offloading: bool
-    estimated_gib: float
+    estimated_gib: float  # what the allocator would reserve with room to spare (max_memory_reserved)
     budget_gib: float
+    needed_gib: float | None = None  # the same less the allocator's slack: what must be allocated at once
 
     @property
     def fits(self) -> bool:
-        return self.estimated_gib <= self.budget_gib
+        # Near the limit the caching allocator gives its slack back (expandable segments), so the
+        # allocation, not the comfortable reservation, decides whether a run fits.
+        return (self.needed_gib if self.needed_gib is not None else self.estimated_gib) <= self.budget_gib
 
     def describe(self) -> str:
         extras = ["checkpointing" if self.gradient_checkpointing else "no checkpointing"]
@@ -117,7 +120,7 @@ class Plan:
         verdict = "fits" if self.fits else "does NOT fit"
         return (
             f"batch {self.per_device_train_batch_size} x {self.max_length} tokens, accumulation {self.gradient_accumulation_steps}, "
-            f"{', '.join(extras)}: ~{self.estimated_gib:.1f} GiB of {self.budget_gib:.1f} GiB ({verdict})"
+            f"{', '.join(extras)}: ~{self.needed_gib if self.needed_gib is not None else self.estimated_gib:.1f} GiB of {self.budget_gib:.1f} GiB ({verdict})"
         )
 
 
@@ -218,12 +221,14 @@ def choose(
     offload, then a smaller micro-batch with more accumulation (same effective batch)."""
 
     def plan(batch: int, checkpointing: bool, offload: bool) -> Plan:
-        est = estimate_gib(
+        parts = estimate_parts(
             shape, method, batch * max_length, lora_rank=lora_rank, gradient_checkpointing=checkpointing,
             activation_offloading=offload, fused_loss=fused_loss, lora_dropout=lora_dropout,
         )
+        est = sum(parts.values())
         accumulation = max(1, gradient_accumulation_steps * batch_size // batch)
-        return Plan(batch, accumulation, max_length, checkpointing, offload, round(est, 2), round(budget_gib, 2))
+        return Plan(batch, accumulation, max_length, checkpointing, offload, round(est, 2), round(budget_gib, 2),
+                    round(est - parts["overhead"], 2))
 
     options = [(True, False), (True, True)] if force_checkpointing else [(False, False), (True, False), (True, True)]
     if not can_offload:  # TRL's activation offloading exists for SFT only

@@ -50,7 +50,7 @@ def test_chooser_offloads_then_shrinks_the_batch_keeping_the_effective_batch():
     s = shape(LLAMA3_8B)
     long = perf.choose(s, "qlora", budget_gib=22.5, batch_size=1, max_length=65536)
     assert long.gradient_checkpointing and long.activation_offloading
-    small = perf.choose(s, "qlora", budget_gib=22.5, batch_size=8, max_length=8192, gradient_accumulation_steps=2)
+    small = perf.choose(s, "qlora", budget_gib=22.5, batch_size=8, max_length=16384, gradient_accumulation_steps=2)
     assert small.fits and small.per_device_train_batch_size < 8
     assert small.per_device_train_batch_size * small.gradient_accumulation_steps == 16
 
