@@ -45,4 +45,4 @@ test-e2e: setup browser
 	$(PY) -m pytest tests/e2e -q
 
 bench: setup
-	$(PY) bench/demo_bench.py
+	$(PY) bench/cpu_bench.py
