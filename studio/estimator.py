@@ -256,11 +256,10 @@ def plan_24gb(arch: Architecture, setup: Setup, budget_gib: float = CARD_GIB - C
 
     if not uses_fast_path(_with(setup, device="gpu")):
         return None
-    rows = setup.batch * (2 if setup.method == "dpo" else 1)
-    plan = perf.choose(
-        model_shape(arch), setup.method, budget_gib=budget_gib, batch_size=rows, max_length=setup.seq,
-        lora_rank=setup.lora_r, lora_dropout=setup.lora_dropout, fused_loss=setup.method != "dpo",
-        force_checkpointing=setup.gradient_checkpointing, can_offload=setup.method != "dpo",
+    plan, _ = perf.plan_for_trainer(
+        model_shape(arch), setup.method, trainer="dpo" if setup.method == "dpo" else "sft", budget_gib=budget_gib,
+        batch_size=setup.batch, max_length=setup.seq, lora_rank=setup.lora_r, lora_dropout=setup.lora_dropout,
+        force_checkpointing=setup.gradient_checkpointing, liger=True,  # `make` installs liger-kernel wherever nvidia-smi answers
     )
     return plan
 
@@ -365,7 +364,7 @@ def fits_card(arch: Architecture, setup: Setup, limit_gib: float = CARD_GIB - CO
     chooser picks (checkpointing, offload) and no smaller micro-batch; else as configured."""
     if uses_fast_path(setup):
         plan = plan_24gb(arch, setup, limit_gib)
-        return plan.fits and plan.per_device_train_batch_size == setup.batch * (2 if setup.method == "dpo" else 1)
+        return plan.fits and plan.per_device_train_batch_size == setup.batch
     return memory(arch, setup).peak_gib <= limit_gib
 
 
@@ -432,8 +431,9 @@ class Estimate:
             f"{self.model} · {self.method} · seq {self.seq} × batch {self.batch}"
             + (" · gradient checkpointing" if self.gradient_checkpointing else ""),
             (f"peak RAM ≈ {self.peak_gib:.1f} GiB on this CPU (fp32); " if self.device == "cpu" else "")
-            + f"peak GPU memory ≈ {self.gpu_peak_gib:.1f} GiB (bf16) with these settings — "
-            + ("fits" if self.fits_24gb else "does NOT fit") + (" with the fast path's plan below" if self.plan_24gb else "")
+            + f"peak GPU memory ≈ {self.gpu_peak_gib:.1f} GiB (bf16) with these settings; "
+            + ("the studio's fast path (plan below) " if self.plan_24gb else "")
+            + ("fits" if self.fits_24gb else "does NOT fit")
             + f" a 24 GB RTX 4090 (≤ {CARD_GIB - CONTEXT_GIB:.1f} GiB usable)",
             f"largest batch at seq {self.seq}: {self.max_batch_24gb}; largest seq at batch {self.batch}: {self.max_seq_24gb}",
             *([f"the studio's fast path on a 24 GB card: {self.plan_24gb}"] if self.plan_24gb else []),

@@ -244,6 +244,44 @@ def choose(
         batch = max(1, batch // 2)
 
 
+def plan_for_trainer(
+    shape: ModelShape,
+    method: str,
+    *,
+    trainer: str,
+    budget_gib: float,
+    batch_size: int,
+    max_length: int,
+    gradient_accumulation_steps: int = 1,
+    lora_rank: int = 16,
+    lora_dropout: float = 0.0,
+    force_checkpointing: bool = False,
+    liger: bool = True,
+) -> tuple[Plan, bool]:
+    """The plan for one trainer, and whether it uses Liger's fused loss.
+
+    SFT: Liger's fused cross-entropy whenever it is installed (else TRL's chunked loss: the same memory).
+    DPO: a micro-batch holds whole pairs (chosen + rejected rows: two rows' tokens each). TRL's DPO
+    materialises their logits; Liger's fused DPO loss does not, but measured slower with memory to
+    spare (4.3 vs 5.2 pairs/s, 8B on an H200), so it is used only when it fits more pairs per micro-batch.
+    """
+    pairs = trainer == "dpo"
+
+    def plan_for(fused_loss: bool) -> Plan:
+        return choose(
+            shape, method, budget_gib=budget_gib, batch_size=batch_size, max_length=max_length * (2 if pairs else 1),
+            gradient_accumulation_steps=gradient_accumulation_steps, lora_rank=lora_rank, lora_dropout=lora_dropout,
+            fused_loss=fused_loss, force_checkpointing=force_checkpointing, can_offload=not pairs,
+        )
+
+    plan = plan_for(fused_loss=not pairs)
+    if pairs and liger and (plan.per_device_train_batch_size < batch_size or not plan.fits):
+        fused = plan_for(fused_loss=True)
+        if fused.fits and (fused.per_device_train_batch_size > plan.per_device_train_batch_size or not plan.fits):
+            return fused, True
+    return plan, liger and not pairs
+
+
 def liger_available() -> bool:
     if os.environ.get("STUDIO_NO_LIGER") == "1":
         return False
@@ -317,35 +355,30 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
     if not enabled(cfg):
         return args, model
     shape = ModelShape.from_config(model.config)
-    # DPO: Liger's fused DPO loss measured slower (4.3 vs 5.2 pairs/s, 8B on an H200) and no smaller.
     # FSDP: fused/chunked losses read lm_head.weight without calling lm_head, so FSDP's pre-forward
     # gather never runs for it (FSDP warns "did not run forward before backward").
     fsdp = fsdp_active(args)
-    liger = liger_available() and trainer == "sft" and not fsdp
     attention = packed_attention()
     # TRL 1.12 switched DPO's padding-free mode off ("temporarily unavailable"), and flex attention
     # recompiles for every padded shape (measured: 2x slower), so DPO keeps padded SDPA batches.
     packing = attention is not None and trainer == "sft"
-    tokens_per_row = args.max_length or cfg.max_length
-    plan = choose(
+    plan, liger = plan_for_trainer(
         shape,
         cfg.method,
+        trainer=trainer,
         budget_gib=gpu_budget_gib(),
-        batch_size=args.per_device_train_batch_size * (2 if trainer == "dpo" else 1),
-        max_length=tokens_per_row,
+        batch_size=args.per_device_train_batch_size,
+        max_length=args.max_length or cfg.max_length,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         lora_rank=getattr(cfg, "lora_r", 16),
         lora_dropout=getattr(cfg, "lora_dropout", 0.0),
-        fused_loss=trainer == "sft",  # TRL's DPO materialises the logits of every chosen/rejected row
         force_checkpointing=bool(getattr(cfg, "gradient_checkpointing", False)),
-        can_offload=trainer == "sft",
+        liger=liger_available() and not fsdp,
     )
     if plan.activation_offloading and attention == "flex_attention":
         attention = "sdpa"  # flex's compiled backward rejects the strides of offloaded activations (seen on torch 2.11)
-    if trainer == "dpo":  # a DPO row is a chosen + rejected pair
-        plan = dataclasses.replace(plan, per_device_train_batch_size=max(1, plan.per_device_train_batch_size // 2))
     optim = getattr(args.optim, "value", args.optim)
-    log.info(f"fast path: {plan.describe()}; liger {'on' if liger else 'off (pip install liger-kernel)'}; "
+    log.info(f"fast path: {plan.describe()}; liger {'on' if liger else ('off' if liger_available() else 'off (pip install liger-kernel)')}; "
              f"{'padding-free packing with ' + attention if packing else 'padded batches'}; optim {optim}")
     if not plan.fits:
         log.warning("the memory estimate exceeds the GPU budget; the run may stop with out-of-memory. "

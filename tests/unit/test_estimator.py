@@ -112,7 +112,7 @@ def test_fast_path_estimate_is_the_chooser_s_own_number():
         direct = perf.estimate_gib(shape, method, 2048, gradient_checkpointing=checkpointing)
         assert memory(ARCH, setup).peak_gib == pytest.approx(direct)
     plan = estimator.plan_24gb(ARCH, Setup(method="dpo", seq=1024, batch=4))
-    assert plan.fits and plan.per_device_train_batch_size * plan.gradient_accumulation_steps == 8  # rows: 4 pairs
+    assert plan.fits and plan.per_device_train_batch_size * plan.gradient_accumulation_steps == 4  # whole pairs
 
 
 def test_largest_batch_and_sequence_are_the_edge_of_fitting():
