@@ -86,13 +86,15 @@ def estimate_row(row: dict) -> dict:
     device = "cpu" if row["where"].startswith("cpu") else "gpu"
     if row.get("compare") == "allocated":  # the reservation hit the cap: compare the allocation with the estimate less its slack
         setup = Setup(method=row["method"], seq=row["seq"], batch=row["batch"], gradient_checkpointing=row["gradient_checkpointing"],
-                      device=device, lora_dropout=row.get("lora_dropout", 0.0), activation_offloading=row.get("activation_offloading", False))
+                      device=device, lora_dropout=row.get("lora_dropout", 0.0), activation_offloading=row.get("activation_offloading", False),
+                      fused_loss=row.get("fused_loss"))
         estimate = memory(load_architecture(row["arch"]), setup)
         estimated = estimate.peak_gib - estimate.parts_gib.get("overhead", 0.0)
         return {**row, "estimated_gib": round(estimated, 3), "error_pct": round(100 * (estimated - row["measured_gib"]) / row["measured_gib"], 1)}
     setup = Setup(method=row["method"], seq=row["seq"], batch=row["batch"], gradient_checkpointing=row["gradient_checkpointing"],
                   device=device, qlora_fp32_upcast=row.get("qlora_fp32_upcast", False), lora_dropout=row.get("lora_dropout", 0.0),
-                  fast_path=row.get("fast_path", True), activation_offloading=row.get("activation_offloading", False))
+                  fast_path=row.get("fast_path", True), activation_offloading=row.get("activation_offloading", False),
+                  fused_loss=row.get("fused_loss"))
     estimated = memory(load_architecture(row["arch"]), setup).peak_gib
     return {**row, "estimated_gib": round(estimated, 3), "error_pct": round(100 * (estimated - row["measured_gib"]) / row["measured_gib"], 1)}
 
@@ -137,6 +139,7 @@ def studio_gpu_runs() -> list[dict]:
             "where": "h200 (studio path, bench/gpu_bench.py)", "run": label, "arch": arch, "method": method, "seq": seq,
             "batch": settings["per_device_train_batch_size"], "gradient_checkpointing": settings["gradient_checkpointing"],
             "activation_offloading": settings.get("activation_offloading", False), "lora_dropout": 0.0, "fast_path": True,
+            "fused_loss": bool(settings.get("use_liger_kernel")) if method == "dpo" else None,
             "compare": "allocated" if at_cap and figures.get("peak_allocated_gib") else "reserved",
             "measured_gib": figures["peak_allocated_gib"] if at_cap and figures.get("peak_allocated_gib") else figures["peak_reserved_gib"],
         })

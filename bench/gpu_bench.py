@@ -289,7 +289,8 @@ def estimated_gib(model, method: str, args, *, pairs: bool = False) -> dict:
 
     arch = architecture_from_config(model.config.to_dict(), name=model.config.model_type)
     setup = Setup(method=method, seq=args.max_length, batch=args.per_device_train_batch_size, gradient_checkpointing=bool(args.gradient_checkpointing),
-                  activation_offloading=bool(getattr(args, "activation_offloading", False)), lora_dropout=0.0, device="gpu")
+                  activation_offloading=bool(getattr(args, "activation_offloading", False)), lora_dropout=0.0, device="gpu",
+                  fused_loss=True if method != "dpo" else bool(args.use_liger_kernel))
     estimate = memory(arch, setup)
     return {"estimated_gib": round(estimate.peak_gib, 2), "estimate_parts_gib": estimate.parts_gib}
 

@@ -198,6 +198,7 @@ class Setup:
     qlora_fp32_upcast: bool = False
     fast_path: bool = True  # GPU: the studio's fast path (studio/perf.py), as its trainers run by default
     activation_offloading: bool = False  # fast path: checkpointed layer inputs kept on the CPU
+    fused_loss: bool | None = None  # fast path: a loss that never holds full logits (None: SFT yes, DPO no)
 
     def validate(self) -> None:
         if self.method not in ESTIMATE_METHODS:
@@ -242,7 +243,8 @@ def _fast_path_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
     tokens = setup.seq * setup.batch * (2 if setup.method == "dpo" else 1)
     parts = perf.estimate_parts(
         model_shape(arch), setup.method, tokens, lora_rank=setup.lora_r, gradient_checkpointing=setup.gradient_checkpointing,
-        activation_offloading=setup.activation_offloading, fused_loss=setup.method != "dpo", lora_dropout=setup.lora_dropout,
+        activation_offloading=setup.activation_offloading, lora_dropout=setup.lora_dropout,
+        fused_loss=setup.fused_loss if setup.fused_loss is not None else setup.method != "dpo",
     )
     peak = sum(parts.values())
     return MemoryEstimate(peak_gib=peak, parts_gib={k: round(v, 3) for k, v in parts.items()},
