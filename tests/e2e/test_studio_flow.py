@@ -8,9 +8,13 @@ import pytest
 
 from tests.conftest import DEMO_DATA
 from tests.e2e.conftest import SCREENSHOTS
+from tests.e2e.test_chat_ab import set_max_tokens
 
 pytestmark = pytest.mark.e2e
 
+# Six steps (batch 8, lr 1e-3) are enough for the tuned side to answer in the JSON shape, and
+# leave several points to watch arrive while the run is still going.
+TRAIN_STEPS = 6
 POINTS_JS = "() => document.querySelectorAll('#train-plot .scatterlayer .trace:first-child .point').length"
 
 
@@ -45,7 +49,7 @@ def test_upload_train_watch_and_chat(app_server, page):
     data_box = page.locator("#train-data textarea, #train-data input").first
     wait_for(lambda: "json_answers" in data_box.input_value(), 10, "the dataset path to reach the Train tab")
     steps_box = page.locator("#train-max-steps input")
-    steps_box.fill("10")
+    steps_box.fill(str(TRAIN_STEPS))
     steps_box.press("Tab")
     page.locator("#train-start").click()
     page.locator("#train-action").get_by_text("Started run").wait_for(timeout=90_000)
@@ -58,7 +62,7 @@ def test_upload_train_watch_and_chat(app_server, page):
     assert more > first
     page.screenshot(path=str(SCREENSHOTS / "02-training-live.png"), full_page=True)
     wait_for(lambda: "COMPLETED" in page.locator("#train-status").inner_text(), 600, "the run to complete")
-    assert plot_points(page) == 10
+    assert plot_points(page) == TRAIN_STEPS
     assert "python -m studio train" in page.locator("#train-command textarea, #train-command input").first.input_value()
     page.screenshot(path=str(SCREENSHOTS / "03-training-done.png"), full_page=True)
 
@@ -66,6 +70,7 @@ def test_upload_train_watch_and_chat(app_server, page):
     page.get_by_role("tab", name="Chat", exact=True).click()
     page.locator("#chat-run input").click()
     page.get_by_role("option").first.click()
+    set_max_tokens(page, "chat", 32)  # the tuned JSON answer fits in ~15 tokens; the base needs none of the default 96
     page.locator("#chat-prompt textarea").fill("What is the capital of Australia?")
     page.locator("#chat-send").click()
     page.locator("#chat-status").get_by_text("Done").wait_for(timeout=120_000)
@@ -81,7 +86,7 @@ def test_reopening_the_browser_reattaches_to_the_run(app_server, page):
     page.goto(app_server["url"])
     page.get_by_role("tab", name="Train", exact=True).click()
     wait_for(lambda: "COMPLETED" in page.locator("#train-status").inner_text(), 30, "the earlier run to show again")
-    wait_for(lambda: plot_points(page) == 10, 10, "the earlier run's 10 loss points")
+    wait_for(lambda: plot_points(page) == TRAIN_STEPS, 10, f"the earlier run's {TRAIN_STEPS} loss points")
 
 
 def test_bad_input_gets_a_clear_message_in_the_ui(app_server, page, tmp_path):
