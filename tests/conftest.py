@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,11 @@ os.environ["STUDIO_MODELS_DIR"] = str(SHARED_MODELS)
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Two cores, and often two torch processes at once (the test process or app server beside a
+# training subprocess): OpenMP's default busy-wait at every parallel region then starves the other
+# process, and decoding measured 10x slower (167 s vs 16 s for the same 20 answers). Sleeping
+# waiters cost nothing measurable when a process runs alone. Inherited by every subprocess.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture
@@ -61,3 +69,42 @@ def trained_demo_run(tmp_path_factory):
     result = run_cli("train", str(config), home=home)
     assert result.returncode == 0, result.stderr[-3000:]
     return home, result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_app(home: Path, log_name: str, timeout: float = 300) -> tuple[subprocess.Popen, str]:
+    """`python launch.py` on a free port with its own STUDIO_HOME; returns once the page answers."""
+    port = free_port()
+    log = open(home / log_name, "w")
+    env = {**os.environ, "STUDIO_HOME": str(home), "GRADIO_ANALYTICS_ENABLED": "False"}
+    server = subprocess.Popen([sys.executable, "launch.py", "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return server, url
+        except OSError:
+            if server.poll() is not None:
+                raise RuntimeError((home / log_name).read_text())
+            time.sleep(0.25)
+    server.kill()
+    raise RuntimeError(f"the studio did not start within {timeout:.0f} s")
+
+
+@pytest.fixture(scope="session")
+def demo_server(trained_demo_run):
+    """One studio on the trained demo run's STUDIO_HOME for the whole session (the load test and the
+    browser chat tests), so the app starts and loads the model once. Other runs can join that home
+    (the load test trains and cancels one, which keeps an adapter): pick the demo run by `run_id`."""
+    home, result = trained_demo_run
+    run_id = Path(result.stdout.strip().splitlines()[-1]).name
+    server, url = start_app(home, "demo_server.log")  # generous timeout: a loaded 2-core CI machine
+    yield {"url": url, "home": home, "process": server, "run_id": run_id}
+    server.terminate()
+    server.wait(timeout=30)

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port, start_app  # noqa: F401 (free_port: re-exported)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -22,32 +16,10 @@ CHROMIUM_FLAGS = [
 SCREENSHOTS = REPO / "assets" / "screenshots"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("e2e_home")
-    port = free_port()
-    log = open(home / "server.log", "w")
-    env = {**os.environ, "STUDIO_HOME": str(home), "GRADIO_ANALYTICS_ENABLED": "False"}
-    server = subprocess.Popen([sys.executable, "launch.py", "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if server.poll() is not None:
-                raise RuntimeError((home / "server.log").read_text())
-            time.sleep(0.5)
-    else:
-        server.kill()
-        raise RuntimeError("the studio did not start within 120 s")
+    server, url = start_app(home, "server.log", timeout=120)
     yield {"url": url, "home": home, "process": server}
     server.terminate()
     server.wait(timeout=20)

@@ -1,46 +1,16 @@
-"""Chat in a real browser on the shared demo run: both sides stream, a blind A/B vote, a suite report."""
+"""Chat in a real browser on the shared demo run (the session's `demo_server`, tests/conftest.py):
+both sides stream, a blind A/B vote, a suite report."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
 
-from tests.conftest import REPO
-from tests.e2e.conftest import SCREENSHOTS, free_port
+from tests.e2e.conftest import SCREENSHOTS
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def demo_server(trained_demo_run):
-    """The studio on the trained demo run's STUDIO_HOME, so the chat has a run to pick at once."""
-    home, _ = trained_demo_run
-    port = free_port()
-    log = open(home / "chat_server.log", "w")
-    env = {**os.environ, "STUDIO_HOME": str(home), "GRADIO_ANALYTICS_ENABLED": "False"}
-    server = subprocess.Popen([sys.executable, "launch.py", "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 300  # generous: a loaded 2-core CI machine
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if server.poll() is not None:
-                raise RuntimeError((home / "chat_server.log").read_text())
-            time.sleep(0.5)
-    else:
-        server.kill()
-        raise RuntimeError("the studio did not start within 300 s")
-    yield {"url": url, "home": home}
-    server.terminate()
-    server.wait(timeout=20)
 
 
 def pick(page, dropdown: str, option_text: str) -> None:
@@ -58,7 +28,7 @@ def set_max_tokens(page, prefix: str, value: int) -> None:
 def test_side_by_side_streams_both_answers(demo_server, page):
     page.goto(demo_server["url"])
     page.get_by_role("tab", name="Chat").click()
-    pick(page, "#chat-run", "json_answers")
+    pick(page, "#chat-run", demo_server["run_id"])  # the demo run, not another run in its home
     set_max_tokens(page, "chat", 16)
     question = "Who wrote Hamlet?"
     page.locator("#chat-prompt textarea").fill(question)
@@ -87,7 +57,7 @@ def test_blind_vote_is_saved_and_revealed(demo_server, page):
     page.goto(demo_server["url"])
     page.get_by_role("tab", name="Chat").click()
     page.get_by_role("tab", name="Blind A/B").click()
-    pick(page, "#ab-a", "tuned ·")
+    pick(page, "#ab-a", demo_server["run_id"])
     pick(page, "#ab-b", "base ·")
     set_max_tokens(page, "ab", 24)
     page.locator("#ab-prompt textarea").fill("What is the capital of Australia?")
@@ -122,7 +92,7 @@ def test_prompt_suite_report(demo_server, page, tmp_path):
     page.locator("#suite-file input[type=file]").set_input_files(str(suite))
     page.locator("#suite-name textarea, #suite-name input").first.fill("stakeholder")
     pick(page, "#suite-left", "base ·")
-    pick(page, "#suite-right", "tuned ·")
+    pick(page, "#suite-right", demo_server["run_id"])
     page.locator("#suite-run").click()
     page.locator("#suite-status").get_by_text("Ran 2 prompts").wait_for(timeout=240_000)
     table = page.locator("#suite-table").inner_text()

@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-
 import pytest
 
 from bench.loadlib import rss_mb, run_load
 from studio.config import RunConfig
 from studio.jobs import registry, runner
-from tests.conftest import DEMO_DATA, REPO
-from tests.e2e.conftest import free_port
+from tests.conftest import DEMO_DATA
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def served_home(trained_demo_run, monkeypatch):
-    home, _ = trained_demo_run
-    monkeypatch.setenv("STUDIO_HOME", str(home))
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "launch.py", "--port", str(port)], cwd=REPO, env={**os.environ, "STUDIO_HOME": str(home)},
-                              stdout=open(home / "load_server.log", "w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    yield home, url, server
-    server.terminate()
-    server.wait(timeout=30)
+def served_home(demo_server, monkeypatch):
+    monkeypatch.setenv("STUDIO_HOME", str(demo_server["home"]))
+    return demo_server["home"], demo_server["url"], demo_server["process"]
 
 
 def test_ten_sessions_chat_and_poll_while_a_run_trains(served_home):
