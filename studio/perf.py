@@ -124,23 +124,10 @@ class Plan:
         )
 
 
-def estimate_gib(
-    shape: ModelShape,
-    method: str,
-    tokens: int,
-    *,
-    lora_rank: int = 16,
-    gradient_checkpointing: bool,
-    activation_offloading: bool = False,
-    fused_loss: bool = True,
-    lora_dropout: float = 0.0,
-) -> float:
-    """Peak training memory in GiB: weights + trainable state + activations + loss + overhead."""
-    parts = estimate_parts(
-        shape, method, tokens, lora_rank=lora_rank, gradient_checkpointing=gradient_checkpointing,
-        activation_offloading=activation_offloading, fused_loss=fused_loss, lora_dropout=lora_dropout,
-    )
-    return sum(parts.values())
+def estimate_gib(shape: ModelShape, method: str, tokens: int, **settings) -> float:
+    """Peak training memory in GiB: weights + trainable state + activations + loss + overhead
+    (`estimate_parts` takes the same settings and says what each part is)."""
+    return sum(estimate_parts(shape, method, tokens, **settings).values())
 
 
 def estimate_parts(
