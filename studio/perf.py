@@ -231,21 +231,8 @@ def choose(
         batch = max(1, batch // 2)
 
 
-def plan_for_trainer(
-    shape: ModelShape,
-    method: str,
-    *,
-    trainer: str,
-    budget_gib: float,
-    batch_size: int,
-    max_length: int,
-    gradient_accumulation_steps: int = 1,
-    lora_rank: int = 16,
-    lora_dropout: float = 0.0,
-    force_checkpointing: bool = False,
-    liger: bool = True,
-) -> tuple[Plan, bool]:
-    """The plan for one trainer, and whether it uses Liger's fused loss.
+def plan_for_trainer(shape: ModelShape, method: str, *, trainer: str, max_length: int, liger: bool = True, **settings) -> tuple[Plan, bool]:
+    """The plan for one trainer (`settings` as for `choose`), and whether it uses Liger's fused loss.
 
     SFT: Liger's fused cross-entropy whenever it is installed (else TRL's chunked loss: the same memory).
     DPO: a micro-batch holds whole pairs (chosen + rejected rows: two rows' tokens each). TRL's DPO
@@ -255,14 +242,10 @@ def plan_for_trainer(
     pairs = trainer == "dpo"
 
     def plan_for(fused_loss: bool) -> Plan:
-        return choose(
-            shape, method, budget_gib=budget_gib, batch_size=batch_size, max_length=max_length * (2 if pairs else 1),
-            gradient_accumulation_steps=gradient_accumulation_steps, lora_rank=lora_rank, lora_dropout=lora_dropout,
-            fused_loss=fused_loss, force_checkpointing=force_checkpointing, can_offload=not pairs,
-        )
+        return choose(shape, method, max_length=max_length * (2 if pairs else 1), fused_loss=fused_loss, can_offload=not pairs, **settings)
 
     plan = plan_for(fused_loss=not pairs)
-    if pairs and liger and (plan.per_device_train_batch_size < batch_size or not plan.fits):
+    if pairs and liger and (plan.per_device_train_batch_size < settings["batch_size"] or not plan.fits):
         fused = plan_for(fused_loss=True)
         if fused.fits and (fused.per_device_train_batch_size > plan.per_device_train_batch_size or not plan.fits):
             return fused, True
