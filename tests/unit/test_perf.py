@@ -138,3 +138,14 @@ def test_fsdp_turns_the_fused_losses_off(monkeypatch):
     assert perf.fsdp_active()
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "false")
     assert not perf.fsdp_active(Config(fsdp=""))
+
+
+def test_dpo_plans_whole_pairs_and_takes_liger_only_when_memory_is_short():
+    s = shape(LLAMA3_8B)
+    roomy, liger = perf.plan_for_trainer(s, "dpo", trainer="dpo", budget_gib=138, batch_size=4, max_length=1024, liger=True)
+    assert not liger and not roomy.gradient_checkpointing and roomy.per_device_train_batch_size == 4
+    card, liger = perf.plan_for_trainer(s, "dpo", trainer="dpo", budget_gib=22.49, batch_size=4, max_length=1024, liger=True)
+    assert liger and card.fits and card.per_device_train_batch_size == 4 and card.gradient_checkpointing
+    plain, liger = perf.plan_for_trainer(s, "dpo", trainer="dpo", budget_gib=22.49, batch_size=4, max_length=1024, liger=False)
+    assert not liger and not plain.activation_offloading  # TRL's DPO has no activation offloading
+    assert plain.per_device_train_batch_size < 4 and plain.per_device_train_batch_size * plain.gradient_accumulation_steps == 4
