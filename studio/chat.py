@@ -35,6 +35,9 @@ class GenerationSettings:
     seed: int = 0
 
 
+_UNKNOWN = object()
+
+
 class LoadedBase:
     """One base model (plus any adapters loaded into it) and the lock that serialises its use."""
 
@@ -45,6 +48,19 @@ class LoadedBase:
         self.model.eval()
         self.adapters: set[str] = set()
         self.lock = threading.Lock()
+        self._state: object = _UNKNOWN  # the adapter now switched on (None: off); switched only on change
+
+    def switch_to(self, adapter: str | None) -> None:
+        """Put the model in this adapter state; the caller holds `lock`. Switching costs PEFT a walk over
+        every LoRA layer, so it happens only when the state changes, not on every decoded token."""
+        if self._state == adapter or not hasattr(self.model, "peft_config"):
+            return
+        if adapter is None:
+            self.model.base_model.disable_adapter_layers()
+        else:
+            self.model.base_model.enable_adapter_layers()
+            self.model.set_adapter(adapter)
+        self._state = adapter
 
     def ensure_adapter(self, name: str, folder: Path) -> None:
         from peft import PeftModel
@@ -60,6 +76,7 @@ class LoadedBase:
                 self.model = PeftModel.from_pretrained(self.model, str(folder), adapter_name=name)
                 self.model.eval()
             self.adapters.add(name)
+            self._state = _UNKNOWN  # loading may change which adapter is active
 
 
 class ModelPool:
@@ -93,14 +110,8 @@ class Side:
     def active(self):
         """The model with this side's adapter state, held under the base's lock."""
         with self.base.lock:
-            model = self.base.model
-            if self.adapter is None and hasattr(model, "disable_adapter"):
-                with model.disable_adapter():
-                    yield model
-            else:
-                if self.adapter is not None:
-                    model.set_adapter(self.adapter)
-                yield model
+            self.base.switch_to(self.adapter)
+            yield self.base.model
 
 
 class ChatEngine:

@@ -255,19 +255,30 @@ def _cache_dir_for(gguf: Path) -> Path:
     return models_dir() / f"{gguf.stem}-{key}"
 
 
+_VERIFIED: dict[tuple, bool] = {}  # (weights path, size, mtime, manifest) -> checksum verdict, per process
+
+
 def cache_is_valid(cache: Path) -> bool:
-    """The cache is valid when its manifest exists and the weights match the recorded checksum."""
+    """The cache is valid when its manifest exists and the weights match the recorded checksum.
+
+    Hashing 0.5 GB takes about a second, and every resolve() asks; a process hashes a given file
+    (same size, mtime and manifest) once. A rewritten or truncated file changes size or mtime."""
     manifest = cache / MANIFEST
     weights = cache / WEIGHT_FILE
     if not manifest.is_file() or not weights.is_file():
         return False
     try:
-        recorded = json.loads(manifest.read_text())
+        text = manifest.read_text()
+        recorded = json.loads(text)
+        stat = weights.stat()
     except (OSError, json.JSONDecodeError):
         return False
     if recorded.get("cache_format") != CACHE_FORMAT:
         return False  # made by an older converter: convert again
-    return recorded.get("weights_sha256") == sha256_file(weights)
+    key = (str(weights), stat.st_size, stat.st_mtime_ns, text)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = recorded.get("weights_sha256") == sha256_file(weights)
+    return _VERIFIED[key]
 
 
 def _align_special_tokens(tokenizer, config) -> None:
