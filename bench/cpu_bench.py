@@ -6,7 +6,8 @@ SFTConfig defaults (gradient checkpointing on) and the LoRA dropout of PEFT's ex
 studio runs its own defaults (no checkpointing for a small model, dropout 0). Tokens/s count the
 tokens TRL trained (num_tokens). A shared 2-core box makes wall-clock rates depend on whatever else
 runs, so each run also reports tokens per CPU-second of its own process (getrusage of the finished
-child); the headline ratio uses that. Prints and writes bench/results/cpu.json.
+child, process start and model load included), and the load average at the end: run it on an idle
+box. Prints and writes bench/results/cpu.json.
 
     .venv/bin/python bench/cpu_bench.py
 """
