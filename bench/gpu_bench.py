@@ -371,43 +371,43 @@ def part_dpo8b(result: dict, tmp: Path) -> None:
     dataset = dpo_dataset(400, 1024)
     steps, warm, batch = 10, 3, 4
     entry = result.setdefault("dpo_8b", {"max_length": 1024, "batch_pairs": batch})
-    for name in (variant,):
-        log(f"dpo8b {name}")
-        model = build_model("llama3-8b", quantize=False)
-        try:
-            args = DPOConfig(output_dir=str(tmp / f"dpo-{name}"), max_steps=steps, per_device_train_batch_size=batch, max_length=1024,
-                             learning_rate=5e-6, logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, bf16=not TINY)
-            if name == "baseline":
-                peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
-            else:
-                if name == "studio_24gb":
-                    cap_to_24gb()
-                cfg = studio_config(method="dpo", max_length=1024, per_device_train_batch_size=batch)
-                args, model = perf.apply(cfg, args, model, trainer="dpo")
-                peft_config = lora_config(cfg)
-            estimate = estimated_gib(model, "dpo", args) if name != "baseline" else {}
-            torch.cuda.reset_peak_memory_stats()
-            timer = StepTimer()
-            trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok, peft_config=peft_config, callbacks=[timer.callback])
-            timer.trainer = trainer
-            trainer.train()
-            _, steps_s, measured = timer.rate(warm)
-            pairs = args.per_device_train_batch_size * args.gradient_accumulation_steps
-            entry[name] = {
-                "pairs_per_s": round(steps_s * pairs, 3),
-                "steps_measured": measured,
-                "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / GIB, 2),
-                "settings": {k: getattr(args, k) for k in ("per_device_train_batch_size", "gradient_accumulation_steps", "gradient_checkpointing", "use_liger_kernel", "padding_free")}
-                | {"attention": model.config._attn_implementation},
-                **estimate,
-            }
-            log(f"  {entry[name]}")
-            release(trainer)
-        except Exception as err:
-            entry[name] = {"error": f"{type(err).__name__}: {err}"[:2000]}
-            traceback.print_exc()
-        release(model)
-        save(result)
+    name = variant
+    log(f"dpo8b {name}")
+    model = build_model("llama3-8b", quantize=False)
+    try:
+        args = DPOConfig(output_dir=str(tmp / f"dpo-{name}"), max_steps=steps, per_device_train_batch_size=batch, max_length=1024,
+                         learning_rate=5e-6, logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, bf16=not TINY)
+        if name == "baseline":
+            peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
+        else:
+            if name == "studio_24gb":
+                cap_to_24gb()
+            cfg = studio_config(method="dpo", max_length=1024, per_device_train_batch_size=batch)
+            args, model = perf.apply(cfg, args, model, trainer="dpo")
+            peft_config = lora_config(cfg)
+        estimate = estimated_gib(model, "dpo", args) if name != "baseline" else {}
+        torch.cuda.reset_peak_memory_stats()
+        timer = StepTimer()
+        trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok, peft_config=peft_config, callbacks=[timer.callback])
+        timer.trainer = trainer
+        trainer.train()
+        _, steps_s, measured = timer.rate(warm)
+        pairs = args.per_device_train_batch_size * args.gradient_accumulation_steps
+        entry[name] = {
+            "pairs_per_s": round(steps_s * pairs, 3),
+            "steps_measured": measured,
+            "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / GIB, 2),
+            "settings": {k: getattr(args, k) for k in ("per_device_train_batch_size", "gradient_accumulation_steps", "gradient_checkpointing", "use_liger_kernel", "padding_free")}
+            | {"attention": model.config._attn_implementation},
+            **estimate,
+        }
+        log(f"  {entry[name]}")
+        release(trainer)
+    except Exception as err:
+        entry[name] = {"error": f"{type(err).__name__}: {err}"[:2000]}
+        traceback.print_exc()
+    release(model)
+    save(result)
 
 
 def cap_to_24gb() -> None:

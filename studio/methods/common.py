@@ -215,18 +215,13 @@ def save_trained(trainer, out: Path, tokenizer=None, *, model=None, selected_ada
     if perf.fsdp_active(trainer.args) or not hasattr(model, "peft_config"):
         trainer.save_model(str(out))
     elif main:
-        state = {key: _plain_cpu_copy(value) for key, value in model.state_dict().items() if any(tag in key for tag in ADAPTER_KEY_TAGS)}
+        state = {key: value.detach().to("cpu", copy=True).contiguous() for key, value in model.state_dict().items()
+                 if any(tag in key for tag in ADAPTER_KEY_TAGS)}
         model.save_pretrained(str(out), selected_adapters=selected_adapters, state_dict=state, safe_serialization=True)
     if main and tokenizer is not None:
         tokenizer.save_pretrained(str(out))
     trainer.accelerator.wait_for_everyone()
     return out
-
-
-def _plain_cpu_copy(tensor):
-    full = getattr(tensor, "full_tensor", None)  # a DTensor: gather its shards first
-    tensor = full() if callable(full) else tensor
-    return tensor.detach().to("cpu", copy=True).contiguous()
 
 
 def log_trainable(model, ctx: RunContext) -> None:

@@ -20,12 +20,17 @@ def rows_of(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_dpo_on_gpu_logs_rewards_and_learns(gpu_model, studio_home, tmp_path):
-    config = write_yaml(tmp_path / "dpo.yaml", model=gpu_model, method="dpo", data=str(PAIRS), max_steps=6, max_length=128,
+def train_on_pairs(method: str, steps: int, model: str, home: Path, tmp_path: Path) -> Path:
+    """Train `method` on the demo preference pairs through the CLI; returns the run folder."""
+    config = write_yaml(tmp_path / f"{method}.yaml", model=model, method=method, data=str(PAIRS), max_steps=steps, max_length=128,
                         per_device_train_batch_size=8, learning_rate=1.0e-3, save_steps=100)
-    result = run_cli("train", str(config), home=studio_home)
+    result = run_cli("train", str(config), home=home)
     assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def test_dpo_on_gpu_logs_rewards_and_learns(gpu_model, studio_home, tmp_path):
+    run_dir = train_on_pairs("dpo", 6, gpu_model, studio_home, tmp_path)
     rows = [r for r in rows_of(run_dir) if "rewards/accuracies" in r]
     assert len(rows) == 6 and all(math.isfinite(r["loss"]) for r in rows)
     assert rows[-1]["rewards/margins"] > rows[0]["rewards/margins"]
@@ -35,10 +40,6 @@ def test_dpo_on_gpu_logs_rewards_and_learns(gpu_model, studio_home, tmp_path):
 
 
 def test_reward_model_on_gpu(gpu_model, studio_home, tmp_path):
-    config = write_yaml(tmp_path / "rm.yaml", model=gpu_model, method="reward", data=str(PAIRS), max_steps=4, max_length=128,
-                        per_device_train_batch_size=8, learning_rate=1.0e-3, save_steps=100)
-    result = run_cli("train", str(config), home=studio_home)
-    assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    run_dir = train_on_pairs("reward", 4, gpu_model, studio_home, tmp_path)
     assert any("accuracy" in r for r in rows_of(run_dir))
     assert (run_dir / "reward_model" / "adapter_model.safetensors").is_file()
