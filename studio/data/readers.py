@@ -183,6 +183,17 @@ def _csv(path: Path) -> Iterator[Record]:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     reader = csv.reader(_lines(path), delimiter=delimiter)
     try:
+        yield from _csv_records(path, reader, delimiter)
+    except csv.Error as err:  # e.g. a bare carriage return inside an unquoted field
+        raise StudioError(
+            f"the file cannot be read as {'TSV' if delimiter == chr(9) else 'CSV'}: {str(err).split(' - ')[0]}.",
+            where=f"{path} line {max(reader.line_num, 1)}",
+            hint="Put fields that hold line breaks in double quotes, or save the file with plain \\n line endings.",
+        ) from None
+
+
+def _csv_records(path: Path, reader, delimiter: str) -> Iterator[Record]:
+    try:
         header = next(reader)
     except StopIteration:
         raise StudioError("the dataset is empty.", where=str(path), hint="Add a header line and at least one example.") from None

@@ -88,3 +88,12 @@ def test_import_copies_and_never_modifies_the_original(tmp_path, studio_home):
     assert (stored.parent / "provenance.json").is_file()
     again, _ = import_file(original)
     assert again == stored
+
+
+def test_csv_with_a_bare_carriage_return_gets_a_message_not_a_traceback(tmp_path):
+    """Found by the fuzz test (b'\\r\\x00'): csv.Error must become a StudioError naming the line."""
+    path = tmp_path / "bad.csv"
+    path.write_bytes(b"instruction,output\nfine,row\n\"a\"\rb,c\n")
+    with pytest.raises(StudioError) as caught:
+        load_dataset_file(path)
+    assert "cannot be read as CSV" in str(caught.value) and "line" in caught.value.where
