@@ -13,6 +13,10 @@ import time
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from . import procenv  # noqa: E402
+
+procenv.apply()  # before anything imports torch: allocator, OpenMP and compile caches (studio/procenv.py)
+
 from .errors import StudioError  # noqa: E402
 
 

@@ -25,13 +25,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def training_env() -> dict:
-    """The environment of a training subprocess (the user's own settings win):
-    - expandable allocator segments stop long-context runs failing on fragmentation: the allocator
-      grows one mapping instead of leaving freed blocks of the wrong size;
-    - passive OpenMP waiting: the trainer shares the CPU cores with the app's chat, and busy-waiting
-      threads starve the other process (20 chat answers beside a training run: 167 s busy-wait vs 16 s)."""
-    defaults = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True", "OMP_WAIT_POLICY": "PASSIVE"}
-    return {**defaults, **os.environ, "PYTHONUNBUFFERED": "1"}
+    """The environment of a training subprocess: studio.procenv's (allocator, OpenMP, compile
+    caches; the user's own settings win), unbuffered so the log streams."""
+    from ..procenv import environment
+
+    return {**environment(), "PYTHONUNBUFFERED": "1"}
 
 
 def start(cfg: RunConfig | None = None, *, resume_id: str | None = None) -> registry.RunRecord:
