@@ -22,6 +22,7 @@ from .paths import models_dir
 
 EMBEDDED = "embedded"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the embedded GGUF's public identity
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 WEIGHT_FILE = "model.safetensors"
 MANIFEST = "studio_manifest.json"
@@ -37,6 +38,55 @@ class ResolvedModel:
     path: Path  # folder with config.json, tokenizer and safetensors weights
     display_name: str
     trust_remote_code: bool = False  # only when the user explicitly turned it on
+
+    @property
+    def public(self) -> "PublicIdentity":
+        return public_identity(self.source)
+
+
+@dataclass(frozen=True)
+class PublicIdentity:
+    """What another machine calls a model source: a hub id when there is one, else a bare name and a note."""
+
+    id: str
+    on_hub: bool
+    note: str = ""
+
+
+def is_hub_id(text: str) -> bool:
+    """`org/name` that the Hub accepts as a repo id and that is not a path on this machine."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    text = str(text or "").strip()
+    if text.count("/") != 1 or text.startswith((".", "/", "~")) or Path(text).expanduser().exists():
+        return False
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
+
+
+def public_identity(source: str | os.PathLike | None) -> PublicIdentity:
+    """The embedded model is its Hub original; a hub id stays itself; a local folder uses its config's
+    `_name_or_path` when that is a hub id, else its folder name (with a note); a .gguf file its stem."""
+    text = str(source or EMBEDDED).strip()
+    if text in ("", EMBEDDED, "default"):
+        return PublicIdentity(EMBEDDED_HUB_ID, True)
+    path = Path(text).expanduser()
+    if text.endswith(".gguf"):
+        return PublicIdentity(path.stem, False, f"{path.name} is a local GGUF file; name its Hub original where this card says `{path.stem}`.")
+    if path.exists() or text.startswith((".", "/", "~")):
+        try:
+            recorded = json.loads((path / "config.json").read_text()).get("_name_or_path", "")
+        except (OSError, ValueError, AttributeError):
+            recorded = ""
+        if is_hub_id(recorded):
+            return PublicIdentity(recorded, True)
+        name = path.resolve().name or text
+        return PublicIdentity(name, False, f"the base model is the local folder `{name}` (its config names no Hub id); replace `{name}` with where it can be downloaded.")
+    return PublicIdentity(text, is_hub_id(text))
 
 
 def embedded_gguf_path() -> Path:

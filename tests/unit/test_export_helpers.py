@@ -56,3 +56,24 @@ def test_dataset_manifest_has_checksum_and_rows(tmp_path):
     assert manifest["rows"] == len(lines) and manifest["usable_rows"] == len(lines)
     assert manifest["format"] == "alpaca" and len(manifest["sha256"]) == 64
     assert "no longer" in dataset_manifest(str(tmp_path / "gone.jsonl"))["note"]
+
+
+def test_public_identity_of_each_model_source(tmp_path):
+    import json
+
+    from studio.models import EMBEDDED_HUB_ID, public_identity
+
+    assert public_identity("embedded").id == EMBEDDED_HUB_ID == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert public_identity(None).on_hub
+    assert public_identity("Qwen/Qwen2.5-0.5B-Instruct") == public_identity("Qwen/Qwen2.5-0.5B-Instruct")
+    assert public_identity("Qwen/Qwen2.5-0.5B-Instruct").id == "Qwen/Qwen2.5-0.5B-Instruct"
+    saved = tmp_path / "my-copy"
+    saved.mkdir()
+    (saved / "config.json").write_text(json.dumps({"_name_or_path": "meta-llama/Llama-3.2-1B", "model_type": "llama"}))
+    assert public_identity(str(saved)).id == "meta-llama/Llama-3.2-1B" and public_identity(str(saved)).note == ""
+    for recorded in ("/home/me/.cache/llama", "", "not a/hub id"):
+        (saved / "config.json").write_text(json.dumps({"_name_or_path": recorded}))
+        identity = public_identity(str(saved))
+        assert identity.id == "my-copy" and not identity.on_hub and "my-copy" in identity.note
+    gguf_identity = public_identity(str(tmp_path / "tiny.Q4_K_M.gguf"))
+    assert gguf_identity.id == "tiny.Q4_K_M" and not gguf_identity.on_hub and gguf_identity.note
