@@ -252,6 +252,86 @@ def plan_for_trainer(shape: ModelShape, method: str, *, trainer: str, max_length
     return plan, liger and not pairs
 
 
+@dataclass(frozen=True)
+class PlannedRun:
+    """What `apply` decided for this process's run: the OOM advice starts from it."""
+
+    shape: ModelShape
+    method: str
+    trainer: str
+    plan: Plan
+    lora_rank: int = 16
+    lora_dropout: float = 0.0
+    liger: bool = True  # Liger was installed (DPO plans its fused loss only then)
+
+
+LAST_RUN: PlannedRun | None = None  # set by `apply`; one training run per process
+
+
+def largest_length(shape: ModelShape, method: str, *, trainer: str, budget_gib: float, batch_size: int = 1,
+                   step: int = 1024, limit: int = 1 << 20, **settings) -> int:
+    """The longest max_length (a multiple of `step`) whose plan fits at this micro-batch; 0 if none."""
+
+    def fits(blocks: int) -> bool:
+        plan, _ = plan_for_trainer(shape, method, trainer=trainer, budget_gib=budget_gib, batch_size=batch_size,
+                                   max_length=blocks * step, force_checkpointing=False, **settings)
+        return plan.fits and plan.per_device_train_batch_size == batch_size
+
+    low, high = 1, limit // step
+    if not fits(low):
+        return 0
+    while low < high:  # memory grows with length
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid - 1)
+    return low * step
+
+
+def oom_advice(*, method: str, batch_size: int, gradient_accumulation_steps: int, max_length: int,
+               gradient_checkpointing: bool, planned: PlannedRun | None = None) -> str:
+    """What to change after an out-of-memory error, from the memory plan when there is one. It never
+    suggests what the run already uses (a smaller batch at batch 1, checkpointing that is on, QLoRA
+    for a QLoRA run), and it names the longest max_length (and largest batch) the estimate fits."""
+    if planned is not None:
+        plan = planned.plan
+        batch_size, gradient_accumulation_steps = plan.per_device_train_batch_size, plan.gradient_accumulation_steps
+        gradient_checkpointing, max_length = plan.gradient_checkpointing, planned.plan.max_length // (2 if planned.trainer == "dpo" else 1)
+    tips = []
+    effective = batch_size * gradient_accumulation_steps
+    if planned is not None:
+        shape, trainer, budget = planned.shape, planned.trainer, plan.budget_gib
+        extra = dict(lora_rank=planned.lora_rank, lora_dropout=planned.lora_dropout, liger=planned.liger)
+        longest = largest_length(shape, method, trainer=trainer, budget_gib=budget, **extra)
+        if batch_size > 1:
+            batch = next((b for b in range(batch_size - 1, 0, -1)
+                          if largest_length(shape, method, trainer=trainer, budget_gib=budget, batch_size=b, step=max_length, limit=max_length, **extra)), 1)
+            tips.append(f"per_device_train_batch_size: {batch} with gradient_accumulation_steps: {max(1, -(-effective // batch))} "
+                        f"(the largest batch the estimate fits at max_length {max_length}; the same effective batch)")
+        if 0 < longest < max_length:
+            tips.append(f"max_length: {longest} (the longest the estimate fits for this model with method {method} at batch 1 on {budget:.1f} GiB)")
+        if method in ("lora", "full", "instruction"):
+            other = "qlora" if method == "lora" else "lora"
+            other_longest = largest_length(shape, other, trainer=trainer, budget_gib=budget, **extra)
+            if other_longest > longest:
+                tips.append(f"method: {other} (fits up to max_length {other_longest} at batch 1)")
+        if not tips and longest == 0:
+            tips.append(f"a smaller model: the estimate does not fit this one with method {method} on {budget:.1f} GiB even at max_length 1024")
+        if not tips:
+            tips.append(f"max_length: {max(256, max_length * 3 // 4 // 256 * 256)}: the estimate said this run fits "
+                        f"(~{plan.needed_gib or plan.estimated_gib:.1f} of {budget:.1f} GiB), so another process may hold GPU memory "
+                        "(check nvidia-smi) or this data's longest rows need more than the estimate")
+    else:
+        if batch_size > 1:
+            tips.append(f"a smaller per_device_train_batch_size: 1 with gradient_accumulation_steps: {effective} (the same effective batch)")
+        if not gradient_checkpointing:
+            tips.append("gradient_checkpointing: true")
+        tips.append(f"a shorter max_length than {max_length}")
+        if method == "lora":
+            tips.append("method: qlora")
+        elif method in ("full", "instruction"):
+            tips.append("method: lora")
+    return "Out of GPU memory. Try, in order: " + "; ".join(tips) + "."
+
+
 def liger_available() -> bool:
     if os.environ.get("STUDIO_NO_LIGER") == "1":
         return False
@@ -345,6 +425,8 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
         force_checkpointing=bool(getattr(cfg, "gradient_checkpointing", False)),
         liger=liger_available() and not fsdp,
     )
+    global LAST_RUN
+    LAST_RUN = PlannedRun(shape, cfg.method, trainer, plan, getattr(cfg, "lora_r", 16), getattr(cfg, "lora_dropout", 0.0), liger_available() and not fsdp)
     if plan.activation_offloading and attention == "flex_attention":
         attention = "sdpa"  # flex's compiled backward rejects the strides of offloaded activations (seen on torch 2.11)
     optim = getattr(args.optim, "value", args.optim)
@@ -352,7 +434,8 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
              f"{'padding-free packing with ' + attention if packing else 'padded batches'}; optim {optim}")
     if not plan.fits:
         log.warning("the memory estimate exceeds the GPU budget; the run may stop with out-of-memory. "
-                    "Lower max_length, or use method: qlora.")
+                    + oom_advice(method=cfg.method, batch_size=plan.per_device_train_batch_size, gradient_accumulation_steps=plan.gradient_accumulation_steps,
+                                 max_length=plan.max_length, gradient_checkpointing=plan.gradient_checkpointing, planned=LAST_RUN).replace("Out of GPU memory. ", ""))
     if packing and getattr(model.config, "_attn_implementation", None) != attention:
         model.set_attn_implementation(attention)
     return dataclasses.replace(args, **trainer_overrides(plan, trainer=trainer, liger=liger, packing=packing, fsdp=fsdp)), model

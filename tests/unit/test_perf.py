@@ -149,3 +149,65 @@ def test_dpo_plans_whole_pairs_and_takes_liger_only_when_memory_is_short():
     plain, liger = perf.plan_for_trainer(s, "dpo", trainer="dpo", budget_gib=22.49, batch_size=4, max_length=1024, liger=False)
     assert not liger and not plain.activation_offloading  # TRL's DPO has no activation offloading
     assert plain.per_device_train_batch_size < 4 and plain.per_device_train_batch_size * plain.gradient_accumulation_steps == 4
+
+
+def planned_run(method: str, *, batch: int, max_length: int, budget: float = 22.49, trainer: str = "sft", checkpointing: bool = False):
+    s = shape(LLAMA3_8B)
+    plan, _ = perf.plan_for_trainer(s, method, trainer=trainer, budget_gib=budget, batch_size=batch, max_length=max_length,
+                                    force_checkpointing=checkpointing, liger=True)
+    return perf.PlannedRun(s, method, trainer, plan)
+
+
+def advice_for(run: perf.PlannedRun, **config) -> str:
+    return perf.oom_advice(planned=run, **{"method": run.method, "batch_size": 1, "gradient_accumulation_steps": 1,
+                                           "max_length": run.plan.max_length, "gradient_checkpointing": True, **config})
+
+
+def test_oom_advice_never_suggests_what_a_qlora_batch_1_checkpointed_run_already_uses():
+    run = planned_run("qlora", batch=1, max_length=98304)  # the plan: checkpointing + offload, batch 1: it does not fit
+    assert run.plan.per_device_train_batch_size == 1 and run.plan.gradient_checkpointing and not run.plan.fits
+    advice = advice_for(run)
+    longest = perf.largest_length(run.shape, "qlora", trainer="sft", budget_gib=22.49)
+    assert 32768 <= longest < 98304 and f"max_length: {longest}" in advice
+    for already in ("per_device_train_batch_size", "gradient_checkpointing", "method: qlora"):
+        assert already not in advice, advice
+    fits, _ = perf.plan_for_trainer(run.shape, "qlora", trainer="sft", budget_gib=22.49, batch_size=1, max_length=longest)
+    too_long, _ = perf.plan_for_trainer(run.shape, "qlora", trainer="sft", budget_gib=22.49, batch_size=1, max_length=longest + 1024)
+    assert fits.fits and not too_long.fits
+
+
+def test_oom_advice_names_the_largest_batch_and_the_cheaper_method():
+    run = planned_run("lora", batch=8, max_length=4096)
+    advice = advice_for(run, batch_size=8)
+    planned_batch = run.plan.per_device_train_batch_size
+    assert planned_batch < 8  # the chooser already shrank it; the advice goes below what the run used
+    assert "per_device_train_batch_size:" in advice and "method: qlora" in advice
+    batch = int(advice.split("per_device_train_batch_size: ")[1].split()[0])
+    assert 1 <= batch < planned_batch or planned_batch == 1
+    assert "gradient_checkpointing" not in advice  # the plan already checkpoints
+
+
+def test_oom_advice_when_the_estimate_said_it_fits_points_elsewhere():
+    run = planned_run("qlora", batch=1, max_length=2048)
+    assert run.plan.fits
+    advice = advice_for(run)
+    assert "another process may hold GPU memory" in advice and "max_length: 1536" in advice
+    assert "qlora" not in advice and "per_device_train_batch_size" not in advice
+
+
+def test_oom_advice_without_a_plan_follows_the_config():
+    advice = perf.oom_advice(method="qlora", batch_size=1, gradient_accumulation_steps=4, max_length=4096, gradient_checkpointing=True)
+    assert "per_device_train_batch_size" not in advice and "gradient_checkpointing" not in advice and "qlora" not in advice
+    assert "shorter max_length than 4096" in advice
+    advice = perf.oom_advice(method="lora", batch_size=2, gradient_accumulation_steps=2, max_length=512, gradient_checkpointing=False)
+    assert "per_device_train_batch_size: 1 with gradient_accumulation_steps: 4" in advice
+    assert "gradient_checkpointing: true" in advice and "method: qlora" in advice
+
+
+def test_oom_advice_for_dpo_counts_whole_pairs():
+    run = planned_run("dpo", batch=4, max_length=8192, trainer="dpo")
+    advice = advice_for(run, batch_size=4)
+    longest = perf.largest_length(run.shape, "dpo", trainer="dpo", budget_gib=22.49, liger=True)
+    assert 1024 <= longest < 8192 and f"max_length: {longest}" in advice  # pairs: twice the tokens of one row
+    assert perf.largest_length(run.shape, "dpo", trainer="dpo", budget_gib=22.49, liger=False) < longest  # logits held without Liger
+    assert "method:" not in advice  # no cheaper method to name for DPO
