@@ -14,7 +14,7 @@ import pandas as pd
 from studio.data import FORMAT_HELP, FORMATS, import_file, load_dataset_files, preview_rows
 from studio.data.clean import CleanOptions, plan_clean
 from studio.data.readers import FILE_TYPES
-from studio.data.render import MODES, tokens_html, trained_tokens
+from studio.data.render import MODES, notes, render, tokens_html
 from studio.data.versions import apply_edits, list_versions, prepare
 from studio.paths import datasets_dir
 
@@ -134,11 +134,12 @@ def render_example(state: dict, model: str, number: float, mode: str, max_length
         index = int(number or 1) - 1
         if not 0 <= index < len(examples):
             return status_html(f"Pick an example between 1 and {len(examples)}.", "warn")
-        mode_key = next((k for k, v in MODES.items() if v == mode), "completion")
-        tokens = trained_tokens(examples[index], tokenizer_for((model or "embedded").strip()), mode=mode_key, max_length=int(max_length or 0) or None)
+        mode_key = next((k for k, v in MODES.items() if v == mode), "all_assistant")
+        cutoff = int(max_length or 0) or None
+        rendered = render(examples[index], tokenizer_for((model or "embedded").strip()), loss_on=mode_key, max_length=cutoff)
     except Exception as err:  # noqa: BLE001
         return status_html(error_text(err), "error")
-    return tokens_html(tokens)
+    return tokens_html(rendered.tokens(), notes(rendered, cutoff))
 
 
 def _clean_options(dedup, near_dup, threshold, drop_empty, scrub_pii, min_tokens, max_tokens) -> CleanOptions:
@@ -285,7 +286,7 @@ def build(dataset_path: gr.State) -> None:
         with gr.Tab("Tokens with loss"):
             with gr.Row():
                 example_number = gr.Number(value=1, precision=0, label="Example #", elem_id="data-example")
-                mode = gr.Radio(list(MODES.values()), value=MODES["completion"], label="Loss on", elem_id="data-mode")
+                mode = gr.Radio(list(MODES.values()), value=MODES["all_assistant"], label="Loss on", elem_id="data-mode")
                 render_button = gr.Button("Show tokens", elem_id="data-render")
             tokens_view = gr.HTML(elem_id="data-tokens")
         with gr.Tab("Clean"):

@@ -12,7 +12,6 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .clean import near_duplicate_clusters, snippet
-from .formats import prompt_and_reply
 
 
 @functools.lru_cache(maxsize=2)
@@ -28,16 +27,13 @@ def token_lengths(examples: list[dict], tokenizer) -> list[tuple[int, int, int]]
 
     Texts are rendered first and tokenised in one batch (the Rust tokenizer is much faster batched).
     """
+    from .render import texts
+
     prompts, totals = [], []
-    for example in examples:
-        if "text" in example:
-            prompts.append("")
-            totals.append(example["text"] + (tokenizer.eos_token or ""))
-            continue
-        prompt, reply = prompt_and_reply(example)
-        prompt_text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True) if prompt else ""
+    for example in examples:  # the same rendering as training (tools schemas included)
+        prompt_text, full = texts(example, tokenizer)
         prompts.append(prompt_text)
-        totals.append(tokenizer.apply_chat_template(prompt + reply, tokenize=False) if reply else prompt_text)
+        totals.append(full)
     encode = lambda texts: [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []  # noqa: E731
     prompt_counts, total_counts = encode(prompts), encode(totals)
     return [(p, max(t - p, 0), t) for p, t in zip(prompt_counts, total_counts)]

@@ -39,9 +39,9 @@ def test_profile_counts_tokens_through_the_chat_template(tokenizer):
 
 def test_trained_tokens_are_the_reply_and_its_end_of_turn(tokenizer):
     example = {"messages": [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"}, {"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Goodbye."}]}
-    last = trained_tokens(example, tokenizer, mode="completion")
+    last = trained_tokens(example, tokenizer, mode="last_reply")
     assert "".join(t.text for t in last if t.trained) == "Goodbye.<|im_end|>"
-    every = trained_tokens(example, tokenizer, mode="assistant")
+    every = trained_tokens(example, tokenizer, mode="all_assistant")
     assert "".join(t.text for t in every if t.trained) == "Hello! How can I help?<|im_end|>Goodbye.<|im_end|>"
     cut = trained_tokens(example, tokenizer, mode="all", max_length=10)
     assert all(t.trained for t in cut) and sum(t.cut for t in cut) == len(cut) - 10
