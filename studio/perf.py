@@ -332,6 +332,26 @@ def oom_advice(*, method: str, batch_size: int, gradient_accumulation_steps: int
     return "Out of GPU memory. Try, in order: " + "; ".join(tips) + "."
 
 
+LENGTH_COLUMN = "studio_pair_length"
+
+
+def group_pairs_by_length(trainer) -> bool:
+    """Batch preference pairs of similar length (transformers' LengthGroupedSampler: random
+    mega-batches, sorted inside), so a padded DPO batch carries little padding. Real preference sets
+    mix 50- and 1,000-token answers; random batches of 4 pairs pad every row to the longest of 8.
+    Works on the trainer's tokenized dataset; returns False where there is none to group."""
+    data = trainer.train_dataset
+    needed = ("prompt_ids", "chosen_ids", "rejected_ids")
+    if data is None or not all(name in getattr(data, "column_names", ()) for name in needed):
+        return False
+    lengths = [len(p) + max(len(c), len(r)) for p, c, r in zip(*(data[name] for name in needed))]
+    trainer.train_dataset = data.add_column(LENGTH_COLUMN, lengths)
+    trainer.args.train_sampling_strategy = "group_by_length"
+    trainer.args.length_column_name = LENGTH_COLUMN
+    trainer.args.remove_unused_columns = False  # else the length column is dropped before the sampler reads it
+    return True
+
+
 def liger_available() -> bool:
     if os.environ.get("STUDIO_NO_LIGER") == "1":
         return False
@@ -345,6 +365,10 @@ def packed_attention() -> str | None:
         return None if choice == "none" else choice
     if importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
+    from . import varlen
+
+    if varlen.available():  # PyTorch's own varlen flash kernel: no compile step (studio/varlen.py)
+        return varlen.register()
     return "flex_attention"
 
 
@@ -410,8 +434,13 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
     fsdp = fsdp_active(args)
     attention = packed_attention()
     # TRL 1.12 switched DPO's padding-free mode off ("temporarily unavailable"), and flex attention
-    # recompiles for every padded shape (measured: 2x slower), so DPO keeps padded SDPA batches.
+    # recompiles for every padded shape (measured: 2x slower), so DPO keeps padded batches: with the
+    # varlen kernel (un-padded attention, no compile), else SDPA.
     packing = attention is not None and trainer == "sft"
+    from .varlen import NAME as VARLEN
+
+    if trainer == "dpo" and attention == VARLEN:
+        model.set_attn_implementation(attention)
     plan, liger = plan_for_trainer(
         shape,
         cfg.method,

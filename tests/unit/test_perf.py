@@ -211,3 +211,29 @@ def test_oom_advice_for_dpo_counts_whole_pairs():
     assert 1024 <= longest < 8192 and f"max_length: {longest}" in advice  # pairs: twice the tokens of one row
     assert perf.largest_length(run.shape, "dpo", trainer="dpo", budget_gib=22.49, liger=False) < longest  # logits held without Liger
     assert "method:" not in advice  # no cheaper method to name for DPO
+
+
+def test_preference_pairs_are_batched_by_length():
+    import random
+    from types import SimpleNamespace
+
+    from datasets import Dataset
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    rng = random.Random(0)
+    rows = [{"prompt_ids": [1] * rng.randint(5, 200), "chosen_ids": [2] * rng.randint(5, 800), "rejected_ids": [3] * rng.randint(5, 800)}
+            for _ in range(400)]
+    trainer = SimpleNamespace(train_dataset=Dataset.from_list(rows), args=SimpleNamespace(remove_unused_columns=True))
+    assert perf.group_pairs_by_length(trainer)
+    assert trainer.args.train_sampling_strategy == "group_by_length" and not trainer.args.remove_unused_columns
+    data = trainer.train_dataset
+    lengths = data[trainer.args.length_column_name]
+    assert lengths[0] == len(rows[0]["prompt_ids"]) + max(len(rows[0]["chosen_ids"]), len(rows[0]["rejected_ids"]))
+
+    def padded(order):  # tokens a padded batch of 4 pairs computes
+        return sum(4 * max(lengths[i] for i in order[k:k + 4]) for k in range(0, len(order), 4))
+
+    grouped = list(LengthGroupedSampler(4, dataset=data, lengths=lengths))  # what the Trainer builds from these args
+    assert sorted(grouped) == list(range(400))
+    assert padded(grouped) < 0.8 * padded(list(range(400)))
+    assert not perf.group_pairs_by_length(SimpleNamespace(train_dataset=Dataset.from_list([{"prompt": "x"}]), args=None))
