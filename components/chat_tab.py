@@ -26,7 +26,7 @@ def compare_choices() -> list[tuple[str, str]]:
 
 
 def _history_messages(history: list[dict]) -> list[dict]:
-    return [{"role": m["role"], "content": m["content"]} for m in history if isinstance(m.get("content"), str)]
+    return [{"role": m["role"], "content": chat.without_cut_marker(m["content"])} for m in history if isinstance(m.get("content"), str)]
 
 
 def _settings(system_prompt, temperature, top_p, max_tokens, seed) -> GenerationSettings:
@@ -96,6 +96,7 @@ def blind_send(first, second, prompt, system_prompt, temperature, top_p, max_tok
         left_history[-1]["content"] = left_text
         right_history[-1]["content"] = right_text
         yield left_history, right_history, status_html("generating…", "info"), state
+    state = {**state, "left_answer": left_history[-1]["content"], "right_answer": right_history[-1]["content"]}
     yield left_history, right_history, status_html("Which answer is better? Vote left, right or tie.", "info"), state
 
 
@@ -104,9 +105,24 @@ def blind_vote(vote: str, state):
         return status_html("Send a prompt first, then vote.", "warn"), state
     if state.get("voted"):
         return status_html("This round already has a vote; send a new prompt for the next round.", "warn"), state
-    counts = chat.record_vote(BlindRound(state["left"], state["right"]), vote, state.get("prompt", ""))
+    counts = chat.record_vote(BlindRound(state["left"], state["right"]), vote, state.get("prompt", ""), state.get("left_answer", ""), state.get("right_answer", ""))
     state = {**state, "voted": True}
     return status_html(f"Vote saved ({vote}). {counts['total']} votes for this pair so far; press Reveal to see who is who.", "ok"), state
+
+
+def export_votes(first, second, name):
+    """Stakeholder votes -> preference pairs (chosen = the voted answer) -> a dataset version for DPO."""
+    try:
+        if not first or not second or first == second:
+            raise StudioError("pick the two sides whose votes to export.")
+        folder = chat.export_votes(first, second, name or "ab-votes")
+    except Exception as err:  # noqa: BLE001
+        return status_html(error_text(err), "error")
+    import json
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return status_html(f"Saved {manifest['counts']['pairs']} preference pairs as {manifest['name']} {manifest['version']} "
+                       f"({manifest['counts']['ties_skipped']} ties skipped): train DPO with data: {folder}", "ok")
 
 
 def blind_reveal(first, second, state):
@@ -184,10 +200,11 @@ def build() -> dict:
             status = gr.HTML(elem_id="chat-status")
 
         with gr.Tab("Blind A/B", id="chat-blind"):
-            gr.Markdown("Pick two sides; each prompt shuffles them onto unlabelled left/right seats. Vote, then reveal. Votes are saved per pair.")
+            gr.Markdown("Pick two sides (default: the base model against the latest completed tuned run); each prompt shuffles them "
+                        "onto unlabelled left/right seats. Vote, then reveal. Votes are saved per pair and export as preference pairs for DPO.")
             with gr.Row():
-                side_a = gr.Dropdown(label="A", choices=chat.side_choices(), elem_id="ab-a")
-                side_b = gr.Dropdown(label="B", choices=chat.side_choices(), elem_id="ab-b")
+                side_a = gr.Dropdown(label="A", choices=chat.side_choices(), value=lambda: chat.default_blind_pair()[0], elem_id="ab-a")
+                side_b = gr.Dropdown(label="B", choices=chat.side_choices(), value=lambda: chat.default_blind_pair()[1], elem_id="ab-b")
             ab_settings = _generation_settings("ab")
             with gr.Row():
                 left_chat = gr.Chatbot(label="Left", height=320, elem_id="ab-left")
@@ -200,7 +217,10 @@ def build() -> dict:
                 vote_right = gr.Button("Right is better ➡", elem_id="ab-vote-right")
                 reveal = gr.Button("Reveal", elem_id="ab-reveal")
             ab_status = gr.HTML(elem_id="ab-status")
-            ab_result = gr.Textbox(label="Reveal", interactive=False, lines=2, elem_id="ab-result")
+            ab_result = gr.Textbox(label="Reveal", interactive=False, lines=3, elem_id="ab-result")
+            with gr.Row():
+                export_name = gr.Textbox(label="Export the votes as a preference dataset named", value="ab-votes", elem_id="ab-export-name", scale=3)
+                export_button = gr.Button("Export votes → DPO pairs", elem_id="ab-export", scale=1)
             blind_state = gr.State({})
 
         with gr.Tab("Prompt suite", id="chat-suite"):
@@ -241,6 +261,7 @@ def build() -> dict:
     for button, vote in ((vote_left, "left"), (vote_right, "right"), (vote_tie, "tie")):
         button.click(lambda state, v=vote: blind_vote(v, state), [blind_state], [ab_status, blind_state])
     reveal.click(blind_reveal, [side_a, side_b, blind_state], ab_result)
+    export_button.click(export_votes, [side_a, side_b, export_name], ab_status)
 
     suite_start.click(run_suite, [suite_file, suite_saved, suite_name, suite_left, suite_right, suite_tokens, suite_seed], [suite_status, suite_table, suite_download, suite_saved])
 

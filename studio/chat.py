@@ -26,6 +26,21 @@ from . import models
 from .errors import StudioError
 
 
+CUT_MARKER = "… (cut at {n} tokens)"
+
+
+def mark_cut(text: str, max_new_tokens: int) -> str:
+    """An answer stopped by the max-new-tokens limit (not by the model) says so, visibly."""
+    return text.rstrip() + " " + CUT_MARKER.format(n=max_new_tokens)
+
+
+def without_cut_marker(text: str) -> str:
+    """The answer as the model wrote it (for the next turn's history, scoring and exports)."""
+    import re
+
+    return re.sub(r"\s*… \(cut at \d+ tokens\)$", "", text or "")
+
+
 @dataclass
 class GenerationSettings:
     system_prompt: str = ""
@@ -191,6 +206,7 @@ class _Decoder:
         )
         self.rng = torch.Generator().manual_seed(settings.seed)
         self.prompt_ids = self.next_input
+        self.cut = False  # stopped by max_new_tokens, not by a stop token
 
     @torch.inference_mode()
     def step(self) -> str:
@@ -210,8 +226,9 @@ class _Decoder:
         else:
             self.generated.append(token)
             self.next_input = torch.tensor([[token]])
-            self.done = len(self.generated) >= self.settings.max_new_tokens
-        return base.tokenizer.decode(self.generated, skip_special_tokens=True)
+            self.done = self.cut = len(self.generated) >= self.settings.max_new_tokens
+        text = base.tokenizer.decode(self.generated, skip_special_tokens=True)
+        return mark_cut(text, self.settings.max_new_tokens) if self.cut else text
 
 
 def _stop_ids(base: LoadedBase) -> set[int]:
@@ -287,10 +304,11 @@ def chat_messages(messages: list[dict], system_prompt: str = "") -> list[dict]:
 
 
 @torch.inference_mode()
-def generate_batch(side: Side, conversations: list[list[dict]], settings: GenerationSettings, batch_size: int = 8) -> list[str]:
+def generate_batch(side: Side, conversations: list[list[dict]], settings: GenerationSettings, batch_size: int = 8, *, show_cut: bool = False) -> list[str]:
     """Answer many conversations with one side, in left-padded batches through `model.generate`.
 
     Each call holds the side's lock for one batch, so it never races with a streaming chat.
+    `show_cut` appends "… (cut at N tokens)" to answers the limit stopped (for display, not scoring).
     """
     tokenizer = side.base.tokenizer
     stop_ids = sorted(_stop_ids(side.base))
@@ -318,7 +336,10 @@ def generate_batch(side: Side, conversations: list[list[dict]], settings: Genera
                 torch.manual_seed(settings.seed + start)
             out = model.generate(**{k: v.to(model.device) for k, v in encoded.items()}, **options)
         new_tokens = out[:, encoded["input_ids"].shape[1] :]
-        answers.extend(tokenizer.decode(row, skip_special_tokens=True).strip() for row in new_tokens)
+        for row in new_tokens:
+            text = tokenizer.decode(row, skip_special_tokens=True).strip()
+            stopped = any(int(t) in stop_ids for t in row)
+            answers.append(mark_cut(text, settings.max_new_tokens) if show_cut and not stopped and len(row) >= settings.max_new_tokens else text)
     return answers
 
 
@@ -334,10 +355,13 @@ CREATE TABLE IF NOT EXISTS ab_votes (
     right_choice TEXT NOT NULL,
     vote TEXT NOT NULL,
     winner TEXT,
-    prompt TEXT
+    prompt TEXT,
+    left_answer TEXT,
+    right_answer TEXT
 );
 CREATE INDEX IF NOT EXISTS ab_votes_pair ON ab_votes(pair_key);
 """
+VOTE_MIGRATIONS = {"left_answer": "ALTER TABLE ab_votes ADD COLUMN left_answer TEXT", "right_answer": "ALTER TABLE ab_votes ADD COLUMN right_answer TEXT"}
 
 
 @dataclass(frozen=True)
@@ -380,21 +404,72 @@ def _votes_db():
 
     conn = sqlite3.connect(votes_path(), timeout=30)
     conn.executescript(VOTE_SCHEMA)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(ab_votes)")}
+    for column, statement in VOTE_MIGRATIONS.items():  # votes saved before answers were kept
+        if column not in columns:
+            conn.execute(statement)
     return conn
 
 
-def record_vote(round_: BlindRound, vote: str, prompt: str = "") -> dict:
-    """Save one vote for the pair and return the pair's tally."""
+def record_vote(round_: BlindRound, vote: str, prompt: str = "", left_answer: str = "", right_answer: str = "") -> dict:
+    """Save one vote for the pair, with both answers as the voter saw them, and return the pair's tally."""
     import time
     from contextlib import closing
 
     winner = round_.winner(vote)
     with closing(_votes_db()) as conn, conn:
         conn.execute(
-            "INSERT INTO ab_votes (created, pair_key, left_choice, right_choice, vote, winner, prompt) VALUES (?,?,?,?,?,?,?)",
-            (time.time(), pair_key(round_.left, round_.right), round_.left, round_.right, vote, winner, prompt),
+            "INSERT INTO ab_votes (created, pair_key, left_choice, right_choice, vote, winner, prompt, left_answer, right_answer) VALUES (?,?,?,?,?,?,?,?,?)",
+            (time.time(), pair_key(round_.left, round_.right), round_.left, round_.right, vote, winner, prompt,
+             without_cut_marker(left_answer), without_cut_marker(right_answer)),
         )
     return tally(round_.left, round_.right)
+
+
+def default_blind_pair(records=None) -> tuple[str | None, str | None]:
+    """Blind A/B's default: the base model against the latest completed tuned run (its own base)."""
+    from .jobs import registry
+
+    records = registry.list_runs() if records is None else records
+    latest = next((r for r in records if r.status == "completed" and has_weights(r)), None)  # newest first
+    if latest is None:
+        return None, None
+    return BASE_PREFIX + run_base_source(latest), latest.id
+
+
+def preference_pairs(first: str, second: str) -> list[dict]:
+    """Every decided vote of the pair as a preference example: the prompt, chosen = the voted answer,
+    rejected = the other (ties and votes without saved answers carry no preference)."""
+    from contextlib import closing
+
+    with closing(_votes_db()) as conn:
+        rows = conn.execute(
+            "SELECT prompt, left_choice, winner, left_answer, right_answer FROM ab_votes WHERE pair_key=? AND winner IS NOT NULL ORDER BY id",
+            (pair_key(first, second),),
+        ).fetchall()
+    pairs = []
+    for prompt, left, winner, left_answer, right_answer in rows:
+        if not (prompt or "").strip() or not left_answer or not right_answer or left_answer == right_answer:
+            continue
+        chosen, rejected = (left_answer, right_answer) if winner == left else (right_answer, left_answer)
+        user = [{"role": "user", "content": prompt}]
+        chosen_turn, rejected_turn = [{"role": "assistant", "content": chosen}], [{"role": "assistant", "content": rejected}]
+        pairs.append({"messages": user + chosen_turn, "prompt": user, "chosen": chosen_turn, "rejected": rejected_turn})
+    return pairs
+
+
+def export_votes(first: str, second: str, name: str) -> Path:
+    """Save the pair's votes as the next version of dataset `name` (format preference): a DPO set."""
+    from .data.versions import save_version
+
+    pairs = preference_pairs(first, second)
+    if not pairs:
+        raise StudioError("no decided votes with saved answers for this pair yet (ties carry no preference).",
+                          hint="Vote left or right on a few prompts, then export.")
+    counts = tally(first, second)
+    return save_version(name, pairs, [], "preference", sources=[votes_path()], filters=[],
+                        counts={"votes": counts["total"], "ties_skipped": counts["tie"], "pairs": len(pairs)},
+                        extra={"from_blind_ab": {"sides": sorted((first, second))}})
 
 
 def tally(first: str, second: str) -> dict:
@@ -411,12 +486,24 @@ def tally(first: str, second: str) -> dict:
 
 
 def reveal_text(round_: BlindRound | None, first: str, second: str, label: Callable[[str], str] = lambda c: c) -> str:
-    """What the reveal shows: who sat where this round, and the pair's tally."""
+    """What the reveal shows: who sat where this round, and the pair's tally with Wilson intervals."""
+    from . import stats
+
     counts = tally(first, second)
+    rates = stats.win_rates(counts[first], counts[second], counts["tie"])
     lines = []
     if round_ is not None:
         lines.append(f"Left was {label(round_.left)}; right was {label(round_.right)}.")
-    lines.append(f"Votes so far ({counts['total']}): {label(first)} {counts[first]} · {label(second)} {counts[second]} · tie {counts['tie']}")
+
+    def share(key: str, name: str) -> str:
+        part = rates[key]
+        return f"{name} {part['k']} ({100 * part['rate']:.0f}%, 95% CI {100 * part['ci'][0]:.0f}–{100 * part['ci'][1]:.0f}%)"
+
+    lines.append(f"Votes so far (n={counts['total']}): " + " · ".join([share("a", label(first)), share("b", label(second)), share("ties", "tie")]))
+    if counts["total"]:
+        leader = {"a": label(first), "b": label(second)}.get(rates["preferred"])
+        lines.append(f"Preferred: {leader} (sign test p={rates['p_value']:.3f})." if leader
+                     else f"No clear preference yet (sign test on the decided votes p={rates['p_value']:.3f}).")
     return "\n".join(lines)
 
 
@@ -532,16 +619,16 @@ def run_prompt_suite(engine: ChatEngine, prompts: list[SuitePrompt], settings: G
     total = 2 * len(conversations)
     for start in range(0, len(conversations), batch_size):
         chunk = conversations[start : start + batch_size]
-        left += generate_batch(engine.base_side, chunk, settings, batch_size)
-        right += generate_batch(engine.tuned_side, chunk, settings, batch_size)
+        left += generate_batch(engine.base_side, chunk, settings, batch_size, show_cut=True)
+        right += generate_batch(engine.tuned_side, chunk, settings, batch_size, show_cut=True)
         if progress:
             progress(len(left) + len(right), total)
     rows = []
     for prompt, left_answer, right_answer in zip(prompts, left, right):
         row = {"prompt": prompt.prompt, "reference": prompt.reference, "left": left_answer, "right": right_answer}
         if prompt.reference is not None:
-            row["left_match"] = normalize_answer(left_answer) == normalize_answer(prompt.reference)
-            row["right_match"] = normalize_answer(right_answer) == normalize_answer(prompt.reference)
+            row["left_match"] = normalize_answer(without_cut_marker(left_answer)) == normalize_answer(prompt.reference)
+            row["right_match"] = normalize_answer(without_cut_marker(right_answer)) == normalize_answer(prompt.reference)
         rows.append(row)
     return SuiteResult(engine.base_side.label, engine.tuned_side.label, rows, settings)
 
@@ -557,6 +644,28 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.split())
 
 
+def suite_scores(result: SuiteResult) -> str | None:
+    """Exact match per side with Wilson intervals, and a sign test on the prompts where only one side
+    matched (the paired comparison); None when no prompt has a reference."""
+    from . import stats
+
+    scored = [r for r in result.rows if r["reference"] is not None]
+    if not scored:
+        return None
+    n = len(scored)
+    parts = []
+    for side, label in (("left", result.left_label), ("right", result.right_label)):
+        k = sum(r[f"{side}_match"] for r in scored)
+        low, high = stats.wilson(k, n)
+        parts.append(f"{label} {k}/{n} ({100 * k / n:.0f}%, 95% CI {100 * low:.0f}–{100 * high:.0f}%)")
+    left_only = sum(r["left_match"] and not r["right_match"] for r in scored)
+    right_only = sum(r["right_match"] and not r["left_match"] for r in scored)
+    p_value = stats.sign_test(left_only, left_only + right_only)
+    verdict = "a clear difference" if p_value < stats.ALPHA else "no clear difference"
+    return (f"Exact match: {' · '.join(parts)}. Only left matched: {left_only}, only right: {right_only}; "
+            f"sign test p={p_value:.3f}: {verdict}.")
+
+
 def suite_markdown(result: SuiteResult, title: str = "Prompt suite") -> str:
     def cell(text) -> str:
         return str(text if text is not None else "").replace("|", "\\|").replace("\n", "<br>")
@@ -566,9 +675,7 @@ def suite_markdown(result: SuiteResult, title: str = "Prompt suite") -> str:
     lines = [f"# {title}", "", f"Left: **{result.left_label}** · Right: **{result.right_label}** · "
              f"temperature {result.settings.temperature}, max {result.settings.max_new_tokens} new tokens, seed {result.settings.seed}", ""]
     if has_refs:
-        scored = [r for r in result.rows if r["reference"] is not None]
-        lines += [f"Exact match: {result.left_label} {sum(r['left_match'] for r in scored)}/{len(scored)} · "
-                  f"{result.right_label} {sum(r['right_match'] for r in scored)}/{len(scored)}", ""]
+        lines += [suite_scores(result), ""]
     lines += ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     for number, row in enumerate(result.rows, start=1):
         values = [number, row["prompt"]] + ([row["reference"]] if has_refs else []) + [row["left"], row["right"]]
@@ -599,9 +706,7 @@ def suite_html(result: SuiteResult, title: str = "Prompt suite") -> str:
         body.append("<tr>" + "".join(cells) + "</tr>")
     summary = ""
     if has_refs:
-        scored = [r for r in result.rows if r["reference"] is not None]
-        summary = (f"<p>Exact match: {esc(result.left_label)} {sum(r['left_match'] for r in scored)}/{len(scored)} · "
-                   f"{esc(result.right_label)} {sum(r['right_match'] for r in scored)}/{len(scored)}</p>")
+        summary = f"<p>{esc(suite_scores(result))}</p>"
     settings = result.settings
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{REPORT_CSS}</style></head><body>"

@@ -75,7 +75,7 @@ def test_blind_vote_is_saved_and_revealed(demo_server, page):
     while "Votes so far" not in reveal.input_value() and time.time() < deadline:
         time.sleep(0.2)
     text = reveal.input_value()
-    assert "Left was" in text and "Votes so far (1)" in text, text
+    assert "Left was" in text and "Votes so far (n=1)" in text and "95% CI" in text, text
     left_was_tuned = text.split("Left was ")[1].startswith("tuned")
     assert left_was_tuned == ('"answer"' in left_answer)  # the reveal matches what was shown
     with sqlite3.connect(demo_server["home"] / "ab_votes.sqlite") as conn:

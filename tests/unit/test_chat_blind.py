@@ -45,4 +45,21 @@ def test_reveal_names_the_seats_and_the_score(studio_home):
     record_vote(round_, "right")
     text = reveal_text(round_, "run-a", "run-b", label=str.upper)
     assert "Left was RUN-B; right was RUN-A." in text
-    assert "RUN-A 1 · RUN-B 0 · tie 0" in text
+    assert "Votes so far (n=1): RUN-A 1 (100%, 95% CI 21–100%) · RUN-B 0 (0%, 95% CI 0–79%) · tie 0" in text
+    assert "No clear preference yet" in text  # one vote is no verdict
+
+
+def test_votes_become_preference_pairs_and_a_dataset_version(studio_home):
+    from studio.chat import default_blind_pair, export_votes, preference_pairs
+    from studio.data.versions import load_version
+
+    record_vote(BlindRound("run-a", "base:embedded"), "left", "Capital of France?", "Paris … (cut at 8 tokens)", "London")
+    record_vote(BlindRound("base:embedded", "run-a"), "left", "2+2?", "4", "five")
+    record_vote(BlindRound("run-a", "base:embedded"), "tie", "Hi?", "Hello", "Hey")  # a tie carries no preference
+    pairs = preference_pairs("base:embedded", "run-a")
+    assert [(p["prompt"][0]["content"], p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs] == [
+        ("Capital of France?", "Paris", "London"), ("2+2?", "4", "five")]
+    folder = export_votes("run-a", "base:embedded", "stakeholder-votes")
+    loaded = load_version(folder)
+    assert loaded.format == "preference" and len(loaded.preference_rows()) == 2
+    assert default_blind_pair([]) == (None, None)

@@ -74,7 +74,8 @@ def test_html_report_is_self_contained_and_escaped():
     assert page.startswith("<!doctype html>") and "<style>" in page
     assert "<script" not in page and "http" not in page  # opens offline, nothing fetched
     assert "&lt;b&gt;2+2&lt;/b&gt;?" in page and "<b>2+2</b>" not in page
-    assert "Exact match: base (A) 0/2 · tuned (B) 1/2" in page
+    assert "Exact match: base (A) 0/2 (0%, 95% CI 0–66%) · tuned (B) 1/2 (50%, 95% CI 9–91%)" in page
+    assert "sign test p=1.000: no clear difference" in page  # one prompt apart is no verdict
     assert page.count('class="match"') == 1 and page.count('class="miss"') == 3
 
 
