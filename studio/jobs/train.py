@@ -28,11 +28,6 @@ from ..paths import runs_dir
 from . import registry
 from .metrics import CANCEL_FILE, OUTCOME_FILE, STOPPING_FILE
 
-OOM_ADVICE = (
-    "Out of GPU memory. Try, in order: a smaller per_device_train_batch_size (raise "
-    "gradient_accumulation_steps to keep the effective batch), a shorter max_length, "
-    "gradient_checkpointing: true, or method: qlora."
-)
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -200,9 +195,11 @@ def execute(config_path: str | Path, *, run_id: str | None = None, resume: bool 
 
 def train_in_process(cfg: RunConfig, run_dir: Path, *, resume: bool) -> Outcome:
     """Run the method here; every failure becomes an Outcome with a message the user can act on."""
+    from .. import perf
     from ..methods import runner_for
     from ..methods.context import RunContext
 
+    perf.LAST_RUN = None  # the fast path records this run's memory plan (the OOM advice reads it)
     log = logging.getLogger("studio.run")
     ctx = RunContext(run_dir, resume_from=latest_checkpoint(run_dir) if resume else None, cfg=cfg)
     if ctx.resume_from:
@@ -223,7 +220,7 @@ def train_in_process(cfg: RunConfig, run_dir: Path, *, resume: bool) -> Outcome:
                 + (f"{Path(kept).name} is intact; free some space (or move $STUDIO_HOME) and resume the run." if kept else "Free some space (or move $STUDIO_HOME) and start again.")
             )
         else:
-            message = OOM_ADVICE if _is_oom(err) else f"{type(err).__name__}: {err}. See log.txt in the run folder."
+            message = oom_advice(cfg) if _is_oom(err) else f"{type(err).__name__}: {err}. See log.txt in the run folder."
         err.__traceback__ = None  # drop the frames that hold the model, so its memory can be freed
         del err
         _release_gpu()
@@ -290,6 +287,14 @@ def _is_disk_full(err: BaseException) -> bool:
             return True
         err = err.__cause__ or err.__context__
     return False
+
+
+def oom_advice(cfg: RunConfig) -> str:
+    """What to change, from the memory plan the fast path made for this run (studio.perf), else from the config."""
+    from .. import perf
+
+    return perf.oom_advice(method=cfg.method, batch_size=cfg.per_device_train_batch_size, gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+                           max_length=cfg.max_length, gradient_checkpointing=cfg.gradient_checkpointing, planned=perf.LAST_RUN)
 
 
 def _is_oom(err: BaseException) -> bool:
