@@ -352,6 +352,44 @@ def group_pairs_by_length(trainer) -> bool:
     return True
 
 
+class _Explained(logging.Filter):
+    """Drops a library's start-up warning that does not apply to this run and logs, once, one line saying why."""
+
+    def __init__(self, match, explanation: str):
+        super().__init__()
+        self.match, self.explanation, self.said = match, explanation, False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.match(record.getMessage()):
+            return True
+        if not self.said:
+            self.said = True
+            log.info(self.explanation)
+        return False
+
+
+def explain_library_warnings(attention: str | None) -> None:
+    """Start-up warnings that alarm users for nothing, each replaced by one line in the run log:
+    - Liger's "Backend impl '..._cutedsl...' / ascend ... could not be imported": optional backends for
+      other hardware or libraries; its Triton kernels are what runs;
+    - TRL's "packing ... may lead to cross-contamination between samples": true of attentions that see
+      the packed row as one sequence, not of flash/varlen/flex with per-document masks (the GPU test
+      tests/gpu/test_fast_path.py checks that packed rows train as if alone)."""
+    loggers = {
+        "liger_kernel.backends.registry": _Explained(
+            lambda text: "could not be imported" in text and any(k in text.lower() for k in ("cutedsl", "ascend", "npu")),
+            "liger: its optional CuTe-DSL/Ascend backends are not installed, so its Triton kernels run (nothing to do)"),
+    }
+    if attention in ("flex_attention", "flash_attention_2", "studio_varlen"):
+        loggers["trl.trainer.sft_trainer"] = _Explained(
+            lambda text: "cross-contamination" in text,
+            f"packing: {attention} keeps each packed sequence apart (no attention across sequences), so TRL's "
+            "cross-contamination warning does not apply")
+    for name in ("liger_kernel.backends.registry", "trl.trainer.sft_trainer"):
+        logger = logging.getLogger(name)
+        logger.filters = [f for f in logger.filters if not isinstance(f, _Explained)] + ([loggers[name]] if name in loggers else [])
+
+
 def liger_available() -> bool:
     if os.environ.get("STUDIO_NO_LIGER") == "1":
         return False
@@ -465,6 +503,7 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
         log.warning("the memory estimate exceeds the GPU budget; the run may stop with out-of-memory. "
                     + oom_advice(method=cfg.method, batch_size=plan.per_device_train_batch_size, gradient_accumulation_steps=plan.gradient_accumulation_steps,
                                  max_length=plan.max_length, gradient_checkpointing=plan.gradient_checkpointing, planned=LAST_RUN).replace("Out of GPU memory. ", ""))
+    explain_library_warnings(attention if packing else None)
     if packing and getattr(model.config, "_attn_implementation", None) != attention:
         model.set_attn_implementation(attention)
     return dataclasses.replace(args, **trainer_overrides(plan, trainer=trainer, liger=liger, packing=packing, fsdp=fsdp)), model

@@ -35,7 +35,8 @@ def test_qlora_trains_through_the_cli_with_the_fast_path(gpu_model, studio_home,
 
 
 # Liger patches some functions module-wide, so the variants without it run first.
-@pytest.mark.parametrize("attention,liger", [("sdpa", False), ("flex_attention", False), ("sdpa", True), ("flex_attention", True)])
+@pytest.mark.parametrize("attention,liger", [("sdpa", False), ("flex_attention", False), ("studio_varlen", False),
+                                             ("sdpa", True), ("flex_attention", True), ("studio_varlen", True)])
 def test_packed_rows_match_per_sequence_training(attention, liger):
     """Packed rows (position_ids, no padding) give each sequence the hidden states, loss and head
     gradient it gets alone through plain SDPA: no attention across sequence boundaries."""
@@ -43,6 +44,12 @@ def test_packed_rows_match_per_sequence_training(attention, liger):
 
     if liger and not perf.liger_available():
         pytest.skip("liger-kernel not installed")
+    if attention == "studio_varlen":
+        from studio import varlen
+
+        if not varlen.available():
+            pytest.skip("torch's varlen attention does not run here")
+        varlen.register()
     config = LlamaConfig(hidden_size=256, intermediate_size=688, num_hidden_layers=2, num_attention_heads=4,
                          num_key_value_heads=2, vocab_size=32000, max_position_embeddings=2048)
     torch.manual_seed(0)

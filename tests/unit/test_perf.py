@@ -237,3 +237,23 @@ def test_preference_pairs_are_batched_by_length():
     assert sorted(grouped) == list(range(400))
     assert padded(grouped) < 0.8 * padded(list(range(400)))
     assert not perf.group_pairs_by_length(SimpleNamespace(train_dataset=Dataset.from_list([{"prompt": "x"}]), args=None))
+
+
+def test_alarming_library_warnings_become_one_explained_line(caplog):
+    import logging
+
+    perf.explain_library_warnings("studio_varlen")
+    liger, trl = logging.getLogger("liger_kernel.backends.registry"), logging.getLogger("trl.trainer.sft_trainer")
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            liger.warning("Backend impl '%s' for op '%s' could not be imported: %s", "liger_kernel.ops.backends._cutedsl.rms_norm", "rms_norm", "ImportError")
+        trl.warning("You are using packing ... Using other implementations may lead to cross-contamination between samples.")
+        liger.warning("something else entirely")
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("could not be imported" in m or "cross-contamination between" in m for m in messages)
+    assert sum("Triton kernels run" in m for m in messages) == 1 and sum("keeps each packed sequence apart" in m for m in messages) == 1
+    assert "something else entirely" in messages  # other warnings pass
+    perf.explain_library_warnings(None)  # padded batches (no packing): TRL's warning is shown again
+    with caplog.at_level(logging.INFO):
+        trl.warning("packing may lead to cross-contamination between samples")
+    assert caplog.records[-1].getMessage().startswith("packing may lead")
