@@ -21,11 +21,11 @@ from .evaluate_tab import stream_cli
 FORMAT_HELP = {
     "adapter": "the LoRA adapter folder (small; needs the base model and peft)",
     "merged": "merged full model as safetensors (loads with plain transformers, no peft)",
-    "gguf": "GGUF for llama.cpp / Ollama (llama-family models), f16 and/or q8_0, checked by loading back",
+    "gguf": "GGUF for llama.cpp / Ollama (llama and qwen2 models), quantized and checked by llama.cpp itself, with an Ollama Modelfile",
 }
 
 
-def run_export(run_id, fmt, gguf_types):
+def run_export(run_id, fmt, gguf_types, ollama=True, push=""):
     if not run_id:
         yield status_html("Pick a trained run first.", "warn"), None, ""
         return
@@ -36,8 +36,13 @@ def run_export(run_id, fmt, gguf_types):
     # the zip goes to the temp dir: Gradio serves downloads only from there, the cwd or allowed_paths
     zip_path = Path(tempfile.mkdtemp(prefix="studio-export-")) / f"{out.name}.zip"
     args = ["export", run_id, "--format", fmt, "--out", str(out), "--zip", str(zip_path)]
-    for qtype in gguf_types or []:
-        args += ["--gguf-type", qtype]
+    if fmt == "gguf":
+        for qtype in gguf_types or []:
+            args += ["--quant", qtype]
+        if ollama:
+            args.append("--ollama")
+    if (push or "").strip():
+        args += ["--push", push.strip()]
     try:
         for elapsed, text in stream_cli(args):
             if elapsed == "done":
@@ -48,7 +53,11 @@ def run_export(run_id, fmt, gguf_types):
                 if fmt == "merged" and checks:
                     note = " Loads with plain transformers; " + ("same answer as the tuned model." if checks.get("same_answer") else "answer differs from the tuned model.")
                 elif fmt == "gguf":
-                    note = " " + "; ".join(f"{k}: loads back, max logit diff {v['max_abs_logit_diff']:.3g}" for k, v in checks.items())
+                    note = " " + "; ".join(f"{k}: {export.check_line(v)}" for k, v in (summary.get("checks") or {}).items())
+                if summary.get("base_model_note"):
+                    note += f" Note: {summary['base_model_note']}"
+                if summary.get("pushed"):
+                    note += f" Uploaded: {summary['pushed']}"
                 yield status_html(f"Exported {', '.join(summary['files'])} to {summary['out']}.{note}", "ok"), summary["zip"], card
                 return
             yield status_html(f"Exporting… {elapsed:.0f}s" + (f" · {text}" if text else ""), "info"), None, ""
@@ -63,12 +72,14 @@ def build() -> dict:
         refresh = gr.Button("↻ Refresh runs", scale=1)
     with gr.Row():
         fmt = gr.Radio(list(FORMAT_HELP), value="adapter", label="Format", elem_id="export-format")
-        gguf_types = gr.CheckboxGroup(["f16", "q8_0"], value=["q8_0"], label="GGUF types", elem_id="export-gguf-types")
+        gguf_types = gr.CheckboxGroup(list(export.QUANTS), value=[export.DEFAULT_QUANT], label="GGUF types (q4_k_m: Ollama / llama.cpp)", elem_id="export-gguf-types")
+        ollama = gr.Checkbox(value=True, label="Ollama Modelfile", elem_id="export-ollama")
+    push = gr.Textbox(label="Push to the Hub (optional repo id, needs a token)", placeholder="me/my-model", elem_id="export-push")
     start = gr.Button("Export", variant="primary", elem_id="export-start")
     status = gr.HTML(elem_id="export-status")
     download = gr.File(label="Download (zip)", interactive=False, elem_id="export-download")
     with gr.Accordion("Model card (README.md)", open=False):
         card = gr.Markdown(elem_id="export-card")
-    start.click(run_export, [run_picker, fmt, gguf_types], [status, download, card])
+    start.click(run_export, [run_picker, fmt, gguf_types, ollama, push], [status, download, card])
     refresh.click(lambda: gr.update(choices=chat_run_choices()), None, run_picker)
     return {"run_picker": run_picker, "refresh_choices": lambda: gr.update(choices=chat_run_choices())}

@@ -131,11 +131,17 @@ def cmd_export(args) -> int:
     record = registry.get(args.run_id)
     if record is None:
         raise StudioError(f"no run with id {args.run_id}.", hint="See `python -m studio runs list`.")
-    gguf_types = tuple(args.gguf_type) if args.gguf_type else ("f16", "q8_0")
-    summary = export_run(record, args.format, args.out, gguf_types=gguf_types, verify=not args.no_verify,
-                         progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", file=sys.stderr))
+    summary = export_run(record, args.format, args.out, quants=tuple(args.quant or ()), verify=not args.no_verify, ollama=args.ollama,
+                         system=args.system, push=args.push, progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", file=sys.stderr))
     if args.zip is not None:
         summary["zip"] = str(zip_folder(args.out, args.zip or None))
+    if args.json:  # {files, quant, base_model, llama_cpp_check: {agree, total, stops}, ...}
+        print(json.dumps(summary))
+        return 0
+    if summary.get("llama_cpp_check"):
+        from .export import check_line
+
+        print(f"{summary['quant']}: {check_line(summary['llama_cpp_check'])}", file=sys.stderr)
     print(json.dumps(summary, indent=2))
     print(summary["out"])
     return 0
@@ -261,8 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_id")
     export.add_argument("--format", required=True, choices=["adapter", "merged", "gguf"])
     export.add_argument("--out", required=True, help="an empty or new folder")
-    export.add_argument("--gguf-type", action="append", choices=["f16", "q8_0"], help="GGUF type(s); default both")
-    export.add_argument("--no-verify", action="store_true", help="skip loading the export back")
+    from .export import DEFAULT_QUANT, QUANTS
+
+    export.add_argument("--quant", "--gguf-type", action="append", choices=list(QUANTS),
+                        help=f"GGUF type, repeatable (llama.cpp's quantizer); default {DEFAULT_QUANT}, the first is the Modelfile's")
+    export.add_argument("--ollama", action="store_true", help="also write an Ollama Modelfile (gguf)")
+    export.add_argument("--system", help="system prompt for the Modelfile's SYSTEM (default: the chat template's own)")
+    export.add_argument("--push", metavar="REPO_ID", help="upload the export to the Hugging Face Hub (needs a token)")
+    export.add_argument("--json", action="store_true", help="print only the summary as JSON: files, quant, base_model, llama_cpp_check")
+    export.add_argument("--no-verify", action="store_true", help="skip loading the export back (merged) or the llama.cpp check (gguf)")
     export.add_argument("--zip", nargs="?", const="", default=None, metavar="ZIP", help="also zip the export (to ZIP, default OUT.zip)")
     export.set_defaults(func=cmd_export)
 
