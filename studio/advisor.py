@@ -236,13 +236,15 @@ def _pair(example: dict) -> tuple[str, str] | None:
 def dataset_signals(path: str | Path, *, model: str | None = "embedded", eval_path: str | Path | None = None) -> DatasetSignals:
     """Signals from the dataset; token lengths through the model's chat template when its tokenizer loads."""
     from .data import load_dataset_file
+    from .data import split as one_split
 
     loaded = load_dataset_file(path)
-    evaluation = list(getattr(loaded, "eval_conversations", []) or [])
+    chosen = one_split.make_split(loaded)  # the one split: a saved version's eval rows (a plain file has none)
+    evaluation = one_split.examples(loaded, chosen.eval)
     eval_file = Path(eval_path) if eval_path else _eval_sibling(Path(path))
     if not evaluation and eval_file is not None:
         evaluation = list(load_dataset_file(eval_file).conversations)
-    examples = list(loaded.conversations)
+    examples = one_split.examples(loaded, chosen.train)
     lengths, source = _token_lengths(examples, model)
     ordered = sorted(lengths) or [0]
     pick = lambda q: ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]  # noqa: E731

@@ -24,6 +24,7 @@ METHODS = {
     "full": "Full supervised fine-tuning: every parameter is trained",
     "instruction": "Instruction tuning: full SFT with loss on assistant turns only",
     "dpo": "DPO: learn from preference pairs (chosen vs rejected), LoRA, reference = adapter off",
+    "kto": "KTO: learn from answers labelled good or bad (no pairs needed), LoRA, reference = adapter off",
     "reward": "Reward model: score head + LoRA trained on preference pairs (RLHF stage 2)",
     "ppo": "PPO: RL against a reward model, KL to the reference (trains the reward model first if none given)",
     "rloo": "RLOO: critic-free RL against a reward model (the lighter alternative to PPO)",
@@ -37,6 +38,7 @@ CAI_MODES = {"sl": "SFT on the revisions", "rl": "DPO on AI-judged pairs", "both
 # The method-specific knobs each method uses (the Train tab shows only these).
 METHOD_KNOBS = {
     "dpo": ("dpo_beta", "dpo_loss_type"),
+    "kto": ("dpo_beta",),
     "ppo": ("reward_model", "response_length", "kl_coef", "ppo_epochs"),
     "rloo": ("reward_model", "response_length", "kl_coef", "num_generations"),
     "rlhf": ("sft_data", "rl_algorithm", "reward_model", "response_length", "kl_coef", "ppo_epochs", "num_generations"),
@@ -80,12 +82,13 @@ class RunConfig:
     use_rslora: bool = _f(False, "Rank-stabilised LoRA scaling (alpha / sqrt(r)).")
     gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
     fast_path: bool = _f(True, "On a CUDA GPU: Liger kernels, padding-free packing and a memory plan that fits the card (see studio/perf.py). No effect on CPU.")
-    eval_fraction: float = _f(0.0, "Fraction of the data held out for eval loss (0 disables eval).")
+    eval_fraction: float = _f(0.0, "Fraction of the data rows held out for eval (0 disables eval); a saved dataset version's own eval split wins. The run writes the row ids of both sides to split.json.")
+    drop_contaminated: bool = _f(False, "Drop train rows that are exact or near copies of a held-out eval row (the run's log counts them either way).")
     logging_steps: int = _f(1, "Log metrics every N steps.")
     save_steps: int = _f(10, "Save a resumable checkpoint every N steps.")
     seed: int = _f(42, "Random seed for data order and initialisation.")
     trust_remote_code: bool = _f(False, "Run Python code shipped inside the model repo. Off by default: only turn it on for a model whose code you have read and trust.")
-    dpo_beta: float = _f(0.1, "DPO: how strongly the policy is held to the reference (higher = closer). 0.05-0.5 is typical.")
+    dpo_beta: float = _f(0.1, "DPO/KTO: how strongly the policy is held to the reference (higher = closer). 0.05-0.5 is typical.")
     dpo_loss_type: str = _f("sigmoid", "DPO loss: sigmoid (original DPO), ipo or hinge.")
     reward_model: str = _f("", "PPO/RLOO: a trained reward model (run id or folder). Empty: train one first from the preference `data`.")
     sft_data: str = _f("", "RLHF chain: instruction/chat data for the SFT stage (the `data` file holds the preference pairs).")
@@ -170,9 +173,12 @@ class RunConfig:
 
     def validate_method_fields(self, bad) -> None:
         """Checks of the preference, RL and Constitutional AI knobs (only those the method uses)."""
-        if self.method == "dpo":
+        if self.method in ("dpo", "kto"):
             if not (math.isfinite(self.dpo_beta) and self.dpo_beta > 0):
                 bad("dpo_beta", f"must be a positive number, got {self.dpo_beta}.")
+        if self.method == "kto" and self.per_device_train_batch_size < 2:
+            bad("per_device_train_batch_size", f"KTO estimates its KL term from mismatched rows within a batch, so it needs at least 2 rows per batch, got {self.per_device_train_batch_size}.")
+        if self.method == "dpo":
             if self.dpo_loss_type not in DPO_LOSSES:
                 bad("dpo_loss_type", f"'{self.dpo_loss_type}' is not one of {', '.join(DPO_LOSSES)}.")
         if self.method in RL_METHODS or self.method == "constitutional":

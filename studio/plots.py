@@ -20,6 +20,8 @@ PANELS = [
     ("Memory (GiB)", ["cpu_rss_gib", "gpu_mem_gib", "gpu_peak_gib"]),
     ("DPO reward margin", ["rewards/margins", "eval_rewards/margins"]),
     ("DPO accuracy", ["rewards/accuracies", "eval_rewards/accuracies"]),
+    ("Rewards: chosen vs rejected", ["rewards/chosen", "rewards/rejected", "eval_rewards/chosen", "eval_rewards/rejected"]),  # DPO, KTO
+    ("KL to the reference", ["kl", "eval_kl"]),  # KTO's batch KL estimate
     ("Reward-model accuracy", ["accuracy", "eval_accuracy"]),
     ("PPO reward", ["objective/rlhf_reward", "objective/scores"]),
     ("PPO KL", ["objective/kl"]),

@@ -1,4 +1,4 @@
-"""`python -m studio data inspect|prepare|versions ...` (and the short form `data PATH` = inspect)."""
+"""`python -m studio data inspect|render|prepare|versions ...` (and the short form `data PATH` = inspect)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 from ..errors import StudioError
 from .formats import FORMATS
 
-ACTIONS = ("inspect", "prepare", "versions")
+ACTIONS = ("inspect", "render", "prepare", "versions")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -16,6 +16,34 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", dest="fmt", choices=FORMATS, help="override the detected format")
     parser.add_argument("--map", dest="mapping", default="", help="column mapping, e.g. 'question=instruction,answer=output'")
     parser.add_argument("--model", default="embedded", help="tokenizer for token counts (default: embedded)")
+
+
+def _loss_options(parser: argparse.ArgumentParser) -> None:
+    from .render import LOSS_ON, TRUNCATION_SIDES
+
+    parser.add_argument("--loss-on", choices=tuple(LOSS_ON), default="all_assistant", help="which tokens train: " + "; ".join(f"{k}: {v}" for k, v in LOSS_ON.items()))
+    parser.add_argument("--truncation-side", choices=TRUNCATION_SIDES, default="right", help="right: cut the end past max_length; left: cut the start (the prompt) instead")
+
+
+def render_row(path: str, row: int, *, fmt: str | None = None, mapping: str | None = None, model: str = "embedded", max_length: int | None = None, loss_on: str = "all_assistant", truncation_side: str = "right") -> dict:
+    """The `data render --json` object for one row id (0-based)."""
+    from .loader import load_dataset_file
+    from .profile import tokenizer_for
+    from .render import describe, render
+
+    loaded = load_dataset_file(path, fmt, mapping=mapping or None)
+    if not 0 <= row < len(loaded.rows):
+        raise StudioError(f"--row {row} is out of range: the dataset has rows 0..{len(loaded.rows) - 1} (0-based row ids).", where=str(path))
+    by_id = dict(zip(loaded.kept, loaded.conversations))
+    by_id.update(zip(getattr(loaded, "eval_kept", []), loaded.eval_conversations))
+    if row not in by_id:
+        origin = loaded.origins[row]
+        problem = next((p for p in loaded.problems if p.row == origin[1] and p.file == origin[0] and p.severity == "error"), None)
+        raise StudioError(f"row {row} is not usable" + (f": {problem}" if problem else "") + ".", where=str(path), hint="Fix the row, or pick another one (`data inspect` lists the problems).")
+    example = by_id[row]
+    rendered = render(example, tokenizer_for(model), loss_on="all" if "text" in example else loss_on, max_length=max_length, truncation_side=truncation_side)
+    origin = loaded.origins[row]
+    return {**describe(rendered), "row": row, "file_row": origin[1], "line": origin[2], "format": loaded.format, "max_length": max_length, "loss_on": loss_on}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
     inspect.add_argument("--max-length", type=int, default=512, help="token cutoff to count truncation against")
     inspect.add_argument("--no-tokens", action="store_true", help="skip token statistics (no tokenizer load)")
+    _loss_options(inspect)
+    render = sub.add_parser("render", help="one row through the model's chat template: the text, the trained text, whether the tools are in it")
+    render.add_argument("path", metavar="PATH", help="a dataset file or saved version")
+    render.add_argument("--row", type=int, required=True, help="0-based row id (as in a run's split.json; `data inspect` reports it as row N+1)")
+    render.add_argument("--format", dest="fmt", choices=FORMATS, help="override the detected format")
+    render.add_argument("--map", dest="mapping", default="", help="column mapping, e.g. 'question=instruction,answer=output'")
+    render.add_argument("--model", default="embedded", help="whose tokenizer and chat template (default: embedded)")
+    render.add_argument("--max-length", type=int, default=None, help="token cutoff: tokens past it are not in trained_text")
+    render.add_argument("--json", action="store_true", help='print {"text", "trained_text", "tools_included", ...} as JSON')
+    _loss_options(render)
     prepare = sub.add_parser("prepare", help="validate, clean, split and save a dataset version")
     _common(prepare)
     prepare.add_argument("--name", required=True, help="dataset name; saved as datasets/NAME/vN")
@@ -52,8 +90,22 @@ def main(argv: list[str]) -> int:
     if args.action == "inspect":
         from .inspect import inspect_paths, render_text
 
-        report = inspect_paths(args.paths, args.fmt, mapping=args.mapping, model=None if args.no_tokens else args.model, max_length=args.max_length)
+        report = inspect_paths(
+            args.paths, args.fmt, mapping=args.mapping, model=None if args.no_tokens else args.model, max_length=args.max_length,
+            loss_on=args.loss_on, truncation_side=args.truncation_side,
+        )
         print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else render_text(report))
+        return 0
+    if args.action == "render":
+        result = render_row(args.path, args.row, fmt=args.fmt, mapping=args.mapping, model=args.model, max_length=args.max_length, loss_on=args.loss_on, truncation_side=args.truncation_side)
+        if args.json:
+            print(json.dumps(result, indent=2, ensure_ascii=False))
+        else:
+            print(result["text"])
+            print(f"--- trained ({result['trained_tokens']} of {result['tokens']} tokens, loss on {result['loss_on']}, cut: {result['cut']}) ---")
+            print(result["trained_text"])
+            if result["tools_fallback"]:
+                print("note: this chat template has no tool support; the tools and calls are written by the studio's fallback (studio/data/render.py).")
         return 0
     if args.action == "prepare":
         from .clean import CleanOptions

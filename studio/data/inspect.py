@@ -7,9 +7,11 @@ Memory: the duplicate index (8-byte hashes), a capped problem list and the sampl
 from __future__ import annotations
 
 import random
+from collections import Counter
 from pathlib import Path
 
 from ..errors import StudioError
+from .formats import USED_COLUMNS, detect_format, row_placeholders
 from .loader import scan
 
 PROBLEM_LIMIT = 1000
@@ -25,15 +27,37 @@ def inspect_paths(
     max_length: int | None = 512,
     sample_size: int = SAMPLE_SIZE,
     seed: int = 0,
+    loss_on: str = "all_assistant",
+    truncation_side: str = "right",
 ) -> dict:
-    """The `data inspect --json` report. Raises StudioError when no row is usable."""
+    """The `data inspect --json` report. Raises StudioError when no row is usable.
+
+    Besides validity: unresolved placeholders (counted over every usable row), KTO labels, rows
+    with tools, the columns the format does not use ("not used"), and, with a model, token stats
+    and the rows whose trained part `max_length` cuts off entirely ("answer cut off") or partly
+    ("answer partly cut"), by `studio.data.render` (the function training uses).
+    """
     rng = random.Random(seed)
     sample: list[dict] = []
     seen = 0
+    placeholders: Counter = Counter()
+    placeholder_rows: list[dict] = []
+    labels: Counter = Counter()
+    tool_rows = 0
 
     def reservoir(index, record, example, origin) -> None:  # Algorithm R: a uniform sample in O(k) memory
-        nonlocal seen
-        if example is None or not model:
+        nonlocal seen, tool_rows
+        if example is None:
+            return
+        row_format = fmt if fmt not in (None, "", "auto") else (detect_format(record.data) or "")
+        for where, counts in row_placeholders(record.data, row_format).items():
+            placeholders.update(counts)
+            if len(placeholder_rows) < PROBLEM_LIMIT:
+                placeholder_rows.append({"row": origin[1], "line": origin[2], "field": where, "file": origin[0], "counts": counts})
+        if "label" in example:
+            labels["desirable" if example["label"] else "undesirable"] += 1
+        tool_rows += bool(example.get("tools")) or any(m.get("tool_calls") for m in example["messages"])
+        if not model:
             return
         seen += 1
         item = (origin, example)
@@ -57,8 +81,21 @@ def inspect_paths(
         "problems": [p.to_json() for p in result.problems],
         "problems_truncated": result.problem_count > len(result.problems),
         "columns": result.columns,
+        "not_used": [c for c in result.columns if c not in USED_COLUMNS.get(result.format, ()) and c != "split"],
+        "placeholders": dict(placeholders.most_common()),
         "token_stats": None,
     }
+    if labels:
+        report["kto_labels"] = {"desirable": labels["desirable"], "undesirable": labels["undesirable"]}
+    if tool_rows:
+        report["tool_rows"] = tool_rows
+    if placeholder_rows:
+        report["warnings_by_reason"]["unresolved placeholder"] = len({(p["file"], p["row"]) for p in placeholder_rows})
+        for item in placeholder_rows[: max(0, PROBLEM_LIMIT - len(report["problems"]))]:
+            found = ", ".join(f"{name} x{n}" if n > 1 else name for name, n in item["counts"].items())
+            message = f"unresolved placeholder {found}; fill it (Data tab, or `data prepare --fill name=value`) or the model learns the literal text"
+            report["problems"].append({"row": item["row"], "line": item["line"], "field": item["field"], "message": message, "kind": "unresolved placeholder", "severity": "warning", "file": item["file"]})
+            report["problem_count"] += 1
     if result.valid == 0:
         first = result.problems[0] if result.problems else None
         raise StudioError(
@@ -78,10 +115,44 @@ def inspect_paths(
             over = sorted((origin, total) for (origin, _), (_, _, total) in zip(sample, lengths) if total > max_length)
             report["warnings_by_reason"][kind] = len(over)
             for (file, row, line), total in over[: max(0, PROBLEM_LIMIT - len(report["problems"]))]:
-                message = f"{total} tokens > max_length {max_length}; the end will be cut"
+                message = f"{total} tokens > max_length {max_length}; the {'end' if truncation_side == 'right' else 'start'} will be cut"
                 report["problems"].append({"row": row, "line": line, "field": "(row)", "message": message, "kind": kind, "severity": "warning", "file": file})
             report["problem_count"] += len(over)
+        report.update(_cut_and_tools(sample, tokenizer_for(model), max_length, loss_on, truncation_side, report))
     return report
+
+
+def _cut_and_tools(sample: list, tokenizer, max_length: int | None, loss_on: str, side: str, report: dict) -> dict:
+    """Render the sample as training does: answers cut by max_length, tools written by the fallback."""
+    from .render import render
+
+    cut = {"entire": [], "partial": []}
+    fallback = 0
+    for (file, row, line), example in sample:
+        rendered = render(example, tokenizer, loss_on="all" if "text" in example else loss_on, max_length=max_length, truncation_side=side)
+        fallback += rendered.tools_fallback
+        if rendered.cut in cut:
+            cut[rendered.cut].append((file, row, line, rendered))
+    for key, kind in (("entire", "answer cut off"), ("partial", "answer partly cut")):
+        if not max_length:
+            break
+        report["warnings_by_reason"][kind] = len(cut[key])
+        for file, row, line, rendered in cut[key][: max(0, PROBLEM_LIMIT - len(report["problems"]))]:
+            if key == "entire":
+                message = f"all {rendered.trained_total} trained tokens lie past max_length {max_length} ({len(rendered.input_ids)} tokens, truncation_side {side}); training drops this row. Raise max_length or set truncation_side: left"
+            else:
+                message = f"{rendered.trained_total - rendered.trained_kept} of {rendered.trained_total} trained tokens lie past max_length {max_length} and are cut"
+            report["problems"].append({"row": row, "line": line, "field": "(row)", "message": message, "kind": kind, "severity": "warning", "file": file})
+        report["problem_count"] += len(cut[key])
+    if fallback:
+        report["warnings_by_reason"]["tools in fallback block"] = fallback
+    extra = {"cut": {"max_length": max_length, "truncation_side": side, "loss_on": loss_on, "entirely": len(cut["entire"]), "partly": len(cut["partial"]), "rows_rendered": len(sample)}}
+    if fallback:
+        extra["tools_fallback"] = (
+            f"{fallback} row(s) have tools or tool calls, and this model's chat template has no tool support: the studio "
+            "writes the tools schema as a system block and each call as <tool_call> JSON (studio/data/render.py)."
+        )
+    return extra
 
 
 def render_text(report: dict, limit: int = 50) -> str:
@@ -92,6 +163,15 @@ def render_text(report: dict, limit: int = 50) -> str:
     warnings = {k: n for k, n in report["warnings_by_reason"].items() if n}
     if warnings:
         lines.append("kept with warnings: " + ", ".join(f"{n} {k}" for k, n in warnings.items()))
+    if report.get("kto_labels"):
+        labels = report["kto_labels"]
+        lines.append(f"KTO labels: {labels['desirable']} desirable, {labels['undesirable']} undesirable (SFT methods train on the desirable rows only)")
+    if report.get("placeholders"):
+        lines.append("unresolved placeholders: " + ", ".join(f"{name} x{n}" for name, n in report["placeholders"].items()))
+    if report.get("tools_fallback"):
+        lines.append("tools: " + report["tools_fallback"])
+    if report.get("not_used"):
+        lines.append("not used: " + ", ".join(report["not_used"]) + " (columns the studio ignores for this format)")
     stats = report.get("token_stats")
     if stats:
         total = stats["total"]

@@ -70,13 +70,14 @@ class Loaded:
     rows: list  # raw rows as read ({} where a row could not be read)
     conversations: list[dict]  # internal form, usable rows only (train split for a saved version)
     problems: list[Problem] = field(default_factory=list)
-    kept: list[int] = field(default_factory=list)  # index into `rows` of each conversation
+    kept: list[int] = field(default_factory=list)  # row id (index into `rows`) of each conversation; see studio.data.split
     origins: list[tuple] = field(default_factory=list)  # (file, row, line) of each raw row
     broken: dict[int, str] = field(default_factory=dict)  # index -> the raw text of an unreadable row
     paths: list[Path] = field(default_factory=list)
     mapping: dict[str, str] = field(default_factory=dict)
     eval_conversations: list[dict] = field(default_factory=list)  # eval split of a saved version
     manifest: dict | None = None  # a saved version's manifest
+    eval_kept: list[int] = field(default_factory=list)  # row id of each eval conversation (a saved version's eval split)
 
     @property
     def dropped_by_reason(self) -> dict[str, int]:
@@ -358,6 +359,7 @@ def load_dataset_files(paths: Iterable[str | Path], fmt: str | None = None, *, m
     origins: list = []
     broken: dict[int, str] = {}
     kept: list[int] = []
+    eval_kept: list[int] = []
     conversations: list[dict] = []
     evaluation: list[dict] = []
 
@@ -370,6 +372,7 @@ def load_dataset_files(paths: Iterable[str | Path], fmt: str | None = None, *, m
             split = record.data.get("split") if isinstance(record.data, dict) else None
             if split == "eval":
                 evaluation.append(example)
+                eval_kept.append(index)
             else:
                 conversations.append(example)
                 kept.append(index)
@@ -385,7 +388,7 @@ def load_dataset_files(paths: Iterable[str | Path], fmt: str | None = None, *, m
     manifest = _manifest_for(paths[0])
     return Loaded(
         paths[0], result.format, rows, conversations, problems, kept, origins, broken, paths,
-        parse_mapping(mapping), evaluation, manifest,
+        parse_mapping(mapping), evaluation, manifest, eval_kept,
     )
 
 

@@ -21,6 +21,7 @@ from ..paths import datasets_dir
 from .clean import CleanOptions, plan_clean
 from .formats import SFT_FORMATS
 from .loader import Loaded, load_dataset_file, load_dataset_files, to_trl
+from .split import split_positions
 
 GENERAL_SLICE = Path(__file__).resolve().parents[2] / "assets" / "demo" / "general_slice.jsonl"
 MIN_EVAL = 20  # below this, the eval loss is too noisy to tell whether the tune helped
@@ -49,16 +50,11 @@ def safe_name(name: str) -> str:
 
 
 def split_examples(examples: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict], list[str]]:
-    """A seeded shuffle-split, with warnings when the eval set is missing or too small."""
-    if not 0 <= eval_fraction < 1:
-        raise StudioError(f"eval fraction must be between 0 and 1, got {eval_fraction}.")
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    n_eval = round(len(examples) * eval_fraction)
-    if eval_fraction > 0 and n_eval == 0 and len(examples) > 1:
-        n_eval = 1
-    eval_set = [examples[i] for i in sorted(order[:n_eval])]
-    train = [examples[i] for i in sorted(order[n_eval:])]
+    """The one split (studio.data.split.split_positions), with warnings when the eval set is missing or too small."""
+    train_positions, eval_positions = split_positions(len(examples), eval_fraction, seed)
+    eval_set = [examples[i] for i in eval_positions]
+    train = [examples[i] for i in train_positions]
+    n_eval = len(eval_set)
     warnings = []
     if n_eval == 0:
         warnings.append("No eval set: without one you cannot tell whether the tune helped. Hold out 5-10% (eval fraction 0.05-0.1).")

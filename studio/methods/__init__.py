@@ -11,6 +11,7 @@ MODULES = {
     "full": "sft",
     "instruction": "sft",
     "dpo": "dpo",
+    "kto": "kto",
     "reward": "reward",
     "ppo": "ppo",
     "rloo": "ppo",
@@ -32,8 +33,8 @@ def check_data(cfg) -> None:
     from .common import PREFERENCE_HINT, file_format, read_preference, read_prompts
 
     method = cfg.method
-    if method in ("dpo", "reward"):
-        read_preference(cfg.data, method)
+    if method in ("dpo", "reward", "kto"):
+        read_preference(cfg.data, method, "kto" if method == "kto" else "preference")
     elif method in ("ppo", "rloo", "rlhf"):
         if method == "rlhf":
             check_data(type(cfg)(**{**cfg.to_dict(), "method": "lora", "data": cfg.sft_data}))

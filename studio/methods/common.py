@@ -14,11 +14,17 @@ from ..config import LORA_TARGETS, RunConfig
 from ..data import load_dataset_file
 from ..errors import StudioError
 if TYPE_CHECKING:  # the pre-flight data checks import this module in the UI: keep torch/transformers out
+    from ..data.loader import Loaded
+    from ..data.split import Split
     from .context import RunContext
 
 PREFERENCE_HINT = (
     "give preference pairs: one JSON object per line with `prompt`, `chosen` and `rejected` (text or chat "
     "messages), or sharegpt `conversations` + `chosen` + `rejected`."
+)
+KTO_HINT = (
+    "Give one JSON object per line with `prompt`, `completion` and a boolean `label` (true = a good answer), "
+    "or chat `messages` with a `label` / `kto_tag`, or preference pairs (`prompt`, `chosen`, `rejected`)."
 )
 PROMPT_HINT = "give prompts: one JSON object per line with `prompt` (or any instruction, chat or preference file; its prompts are used)."
 PAD_CANDIDATES = ("<|endoftext|>", "<|pad|>", "<pad>", "<|finetune_right_pad_id|>", "<unk>")
@@ -32,21 +38,29 @@ def file_format(path: str | Path) -> str:
     return load_dataset_file(path).format
 
 
-def read_preference(path: str | Path, method: str) -> list[dict]:
-    """Preference pairs (conversational) for dpo / reward; any other format is refused up front."""
+def read_preference(path: str | Path, method: str, kind: str = "preference") -> Loaded:
+    """The dataset, checked to hold preference pairs (dpo / reward), or for `kind="kto"` labelled
+    answers or pairs (kto); any other format is refused up front."""
     loaded = load_dataset_file(path)
-    if loaded.format != "preference":
+    if kind == "kto" and loaded.format not in ("kto", "preference"):
+        raise StudioError(
+            f"method `{method}` needs answers labelled desirable or not (or preference pairs), but this dataset's format is '{loaded.format}'.",
+            where=str(path),
+            hint=KTO_HINT,
+        )
+    if kind == "preference" and loaded.format != "preference":
         raise StudioError(
             f"method `{method}` needs preference pairs, but this dataset's format is '{loaded.format}'.",
             where=str(path),
             hint=PREFERENCE_HINT[0].upper() + PREFERENCE_HINT[1:],
         )
-    return loaded.to_trl("preference") + (loaded.to_trl("preference", split="eval") if loaded.eval_conversations else [])
+    return loaded
 
 
-def read_prompts(path: str | Path) -> list[list[dict]]:
-    """Prompts (message lists ending with a user turn) from prompt-only, instruction, chat or preference data."""
-    loaded = load_dataset_file(path)
+def read_prompts(path: str | Path, loaded: Loaded | None = None) -> list[list[dict]]:
+    """Prompts (message lists ending with a user turn) from prompt-only, instruction, chat or preference data
+    (every usable row of `loaded`, or of the file at `path`)."""
+    loaded = loaded if loaded is not None else load_dataset_file(path)
     if loaded.format == "text":
         raise StudioError("this dataset is raw text, which has no prompts.", where=str(path), hint=PROMPT_HINT[0].upper() + PROMPT_HINT[1:])
     rows = loaded.to_trl("prompt_only") + (loaded.to_trl("prompt_only", split="eval") if loaded.eval_conversations else [])
@@ -56,16 +70,26 @@ def read_prompts(path: str | Path) -> list[list[dict]]:
     return prompts
 
 
-def split(rows: list[dict], cfg: RunConfig) -> tuple[list[dict], list[dict]]:
-    """Held-out split (seeded) when eval_fraction > 0 and there are enough rows."""
-    if cfg.eval_fraction <= 0 or len(rows) < 10:
-        return rows, []
-    import random
+def split(cfg: RunConfig, ctx: RunContext | None, loaded: Loaded | None = None) -> tuple[Loaded, Loaded, Split]:
+    """The run's train and held-out rows through the one split (studio.data.split): a saved version's
+    eval split, else `eval_fraction`/`seed`. Logs the split and any contamination and writes
+    RUN/split.json. Returns (train rows, eval rows, split); use `.to_trl(kind)` on either side."""
+    from ..data import split as one_split
 
-    order = list(range(len(rows)))
-    random.Random(cfg.seed).shuffle(order)
-    cut = max(1, int(round(len(rows) * cfg.eval_fraction)))
-    return [rows[i] for i in order[cut:]], [rows[i] for i in order[:cut]]
+    loaded, chosen = one_split.for_run(cfg, ctx.run_dir if ctx else None, loaded, ctx.log if ctx else None)
+    return one_split.select(loaded, chosen.train), one_split.select(loaded, chosen.eval), chosen
+
+
+def preference_split(cfg: RunConfig, ctx: RunContext, kind: str = "preference") -> tuple[list[dict], list[dict]]:
+    """Train and held-out preference rows in TRL's `kind` form (preference pairs, or kto rows)."""
+    train, evaluation, _ = split(cfg, ctx, read_preference(cfg.data, cfg.method, kind))
+    return train.to_trl(kind), evaluation.to_trl(kind)
+
+
+def train_prompts(cfg: RunConfig, ctx: RunContext | None) -> list[list[dict]]:
+    """The prompts of the train rows only: held-out rows never reach an RL or Constitutional AI rollout."""
+    train, _, _ = split(cfg, ctx)
+    return read_prompts(cfg.data, train)
 
 
 # ---------------------------------------------------------------- models

@@ -26,7 +26,7 @@ from .. import models
 from ..config import RunConfig
 from ..errors import StudioError
 from .chain import StageCancelled, cancel_requested, log_event, run_stage
-from .common import copy_tree, prepare_tokenizer, read_prompts
+from .common import copy_tree, prepare_tokenizer, train_prompts
 from .context import RunContext
 
 DEFAULT_CONSTITUTION = Path(__file__).resolve().parents[2] / "assets" / "demo" / "constitution.yaml"
@@ -110,7 +110,7 @@ def generate(cfg: RunConfig, ctx: RunContext) -> list[dict] | None:
     if done_file.is_file():
         return [json.loads(line) for line in done_file.read_text().splitlines() if line.strip()]
     principles = load_constitution(cfg.constitution)
-    prompts = read_prompts(cfg.data)
+    prompts = train_prompts(cfg, ctx)  # held-out rows are never generated from or trained on
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
     generator = Generator(cfg.model, cfg)

@@ -18,9 +18,8 @@ from .common import (
     log_trainable,
     lora_config,
     prepare_tokenizer,
-    read_preference,
+    preference_split,
     save_trained,
-    split,
     train_and_finish,
     training_kwargs,
 )
@@ -31,9 +30,8 @@ def run(cfg: RunConfig, ctx: RunContext, init_adapter: str | None = None) -> dic
     from peft import PeftModel
     from trl import DPOConfig, DPOTrainer
 
-    pairs = read_preference(cfg.data, cfg.method)
-    train, evaluation = split(pairs, cfg)
-    ctx.log(f"data: {len(pairs)} preference pairs ({len(train)} train, {len(evaluation)} held out)")
+    train, evaluation = preference_split(cfg, ctx)
+    ctx.log(f"data: {len(train) + len(evaluation)} preference pairs ({len(train)} train, {len(evaluation)} held out)")
     resolved = models.resolve(cfg.model, trust_remote_code=cfg.trust_remote_code)
     tokenizer = prepare_tokenizer(resolved)
     model = load_policy(cfg, resolved)
@@ -60,6 +58,8 @@ def run(cfg: RunConfig, ctx: RunContext, init_adapter: str | None = None) -> dic
         peft_config=peft_config,
         callbacks=ctx.callbacks(),
     )
+    if start is None and perf.enabled(cfg) and perf.group_pairs_by_length(trainer):  # padded pairs: fewer pad tokens
+        ctx.log("fast path: batches of pairs of similar length")
     log_trainable(trainer.model, ctx)
     final = train_and_finish(trainer, ctx, evaluation)
     out = ctx.run_dir / "adapter"

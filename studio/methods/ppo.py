@@ -34,8 +34,9 @@ from .common import (
     lora_config,
     numeric,
     prepare_tokenizer,
-    read_prompts,
     save_trained,
+    split,
+    train_prompts,
     training_kwargs,
 )
 from .context import RunContext
@@ -58,6 +59,7 @@ def rl_algorithm(cfg: RunConfig) -> str:
 def run(cfg: RunConfig, ctx: RunContext) -> dict:
     resume = ctx.resume_from is not None or (ctx.run_dir / "stages").is_dir()
     final: dict = {}
+    split(cfg, ctx)  # the run's split.json: the rows of `data` held out from the reward model and the rollouts
     try:
         sft_adapter = None
         if cfg.method == "rlhf":
@@ -97,8 +99,8 @@ def _stage(cfg: RunConfig, **changes) -> RunConfig:
     return replace(cfg, **changes)
 
 
-def prompt_dataset(cfg: RunConfig, tokenizer, *, tokenized: bool) -> Dataset:
-    prompts = read_prompts(cfg.data)
+def prompt_dataset(cfg: RunConfig, tokenizer, *, tokenized: bool, ctx: RunContext | None = None) -> Dataset:
+    prompts = train_prompts(cfg, ctx)  # held-out rows are never rolled out
     if not tokenized:
         return Dataset.from_list([{"prompt": p} for p in prompts])
     keep = max(8, cfg.max_length - cfg.response_length)
@@ -133,7 +135,7 @@ def _ppo(cfg, ctx, tokenizer, policy, reward_model, peft_config, sft_adapter) ->
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
     tokenizer.padding_side = "left"  # prompts are generated from, so pad on the left
-    dataset = prompt_dataset(cfg, tokenizer, tokenized=True)
+    dataset = prompt_dataset(cfg, tokenizer, tokenized=True, ctx=ctx)
     if sft_adapter is not None:  # the KL reference is the SFT policy: a frozen copy of its adapter
         policy.load_adapter(str(sft_adapter), adapter_name="ref", is_trainable=False)
     batch = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
@@ -193,7 +195,7 @@ def _ppo(cfg, ctx, tokenizer, policy, reward_model, peft_config, sft_adapter) ->
 def _rloo(cfg, ctx, tokenizer, policy, reward_model, peft_config) -> dict:
     from trl import RLOOConfig, RLOOTrainer
 
-    dataset = prompt_dataset(cfg, tokenizer, tokenized=False)
+    dataset = prompt_dataset(cfg, tokenizer, tokenized=False, ctx=ctx)
     kwargs = training_kwargs(cfg, ctx.checkpoints_dir, False)
     args = RLOOConfig(
         **kwargs,

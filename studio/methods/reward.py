@@ -19,9 +19,8 @@ from .common import (
     log_trainable,
     lora_config,
     prepare_tokenizer,
-    read_preference,
+    preference_split,
     save_trained,
-    split,
     train_and_finish,
     training_kwargs,
 )
@@ -44,9 +43,8 @@ def load_base_classifier(resolved: models.ResolvedModel, tokenizer):
 def run(cfg: RunConfig, ctx: RunContext) -> dict:
     from trl import RewardConfig, RewardTrainer
 
-    pairs = read_preference(cfg.data, cfg.method)
-    train, evaluation = split(pairs, cfg)
-    ctx.log(f"data: {len(pairs)} preference pairs ({len(train)} train, {len(evaluation)} held out)")
+    train, evaluation = preference_split(cfg, ctx)
+    ctx.log(f"data: {len(train) + len(evaluation)} preference pairs ({len(train)} train, {len(evaluation)} held out)")
     resolved = models.resolve(cfg.model, trust_remote_code=cfg.trust_remote_code)
     tokenizer = prepare_tokenizer(resolved)
     model = load_base_classifier(resolved, tokenizer)

@@ -13,7 +13,7 @@ from datasets import Dataset
 from .. import models, perf
 from ..config import LORA_TARGETS, RunConfig
 from ..data import load_dataset_file
-from .common import save_trained
+from .common import save_trained, split
 from .context import RunContext
 
 
@@ -22,15 +22,15 @@ def build_dataset(cfg: RunConfig, ctx: RunContext) -> tuple[Dataset, Dataset | N
     ctx.log(f"data: {loaded.summary}")
     for problem in loaded.problems[:20]:
         ctx.log(f"data problem: {problem}")
-    if cfg.method == "full":
-        rows = loaded.conversations
-    else:  # prompt-completion form: TRL then takes the loss on the completion (assistant reply) only
-        rows = [{"prompt": c["messages"][:-1], "completion": c["messages"][-1:]} for c in loaded.conversations]
-    dataset = Dataset.from_list(rows)
-    if cfg.eval_fraction > 0 and len(dataset) >= 10:
-        split = dataset.train_test_split(test_size=cfg.eval_fraction, seed=cfg.seed)
-        return split["train"], split["test"]
-    return dataset, None
+    train, held_out, _ = split(cfg, ctx, loaded)  # the one split (studio.data.split), written to split.json
+
+    def rows(part):
+        if cfg.method == "full":
+            return part.conversations
+        # prompt-completion form: TRL then takes the loss on the completion (assistant reply) only
+        return [{"prompt": c["messages"][:-1], "completion": c["messages"][-1:]} for c in part.conversations]
+
+    return Dataset.from_list(rows(train)), (Dataset.from_list(rows(held_out)) if held_out.conversations else None)
 
 
 def lora_config(cfg: RunConfig):

@@ -1,0 +1,288 @@
+"""The one train/eval split. Every trainer, `evaluate`, the advisor and saved versions use it.
+
+Row ids
+    A row id is the 0-based position of a row in the dataset as loaded (`Loaded.rows`): every row
+    the reader yielded, in file order, bad rows included. For a single JSONL/JSON/CSV file, row id
+    = the 1-based row number shown in problem reports, minus one; a dropped bad row keeps its id,
+    so the ids of the rows after it do not shift. For a saved version the rows are those of its
+    data.parquet. `Loaded.kept[i]` is the row id of `Loaded.conversations[i]`, and
+    `Loaded.eval_kept[i]` that of `Loaded.eval_conversations[i]` (a saved version's eval rows).
+
+The rules (`make_split`)
+    1. A saved version's own eval split wins: its train rows train, its eval rows are held out,
+       whatever `eval_fraction` says.
+    2. Otherwise, with `eval_fraction` > 0 and at least two usable rows: a shuffle of the usable row
+       ids seeded with `seed`; round(n x eval_fraction) of them (at least one, never all) are eval.
+    3. Otherwise every usable row trains and nothing is held out.
+    The unit is a dataset row, so both halves of a preference pair (and a KTO row made from it)
+    always land on the same side.
+
+A run writes `split.json` in its folder: {"source": the data path, "train": [row ids], "eval":
+[row ids], ...}; `eval_rows(run_dir)` reads it back for evaluation.
+
+Contamination: `contamination(loaded, split)` finds train rows that are exact or near copies
+(MinHash, studio.data.clean) of an eval row; `drop_contaminated` removes them from train.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from ..errors import StudioError
+from .clean import example_key, near_duplicate_clusters
+from .loader import Loaded, load_dataset_file
+
+SPLIT_FILE = "split.json"
+NEAR_THRESHOLD = 0.85  # Jaccard similarity of word 3-grams above which two rows count as near copies
+
+
+@dataclass
+class Split:
+    source: str  # the data path the run was given (the user's file or a saved version)
+    train: list[int]  # row ids (see the module docstring)
+    eval: list[int]
+    origin: str = "none"  # "saved version" | "eval_fraction" | "none"
+    eval_fraction: float = 0.0
+    seed: int = 42
+    dropped: list[int] = field(default_factory=list)  # train rows dropped as copies of eval rows
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict) -> "Split":
+        known = {k: raw[k] for k in ("source", "train", "eval", "origin", "eval_fraction", "seed", "dropped") if k in raw}
+        return cls(**known)
+
+    def describe(self) -> str:
+        if not self.eval:
+            return f"{len(self.train)} rows train, none held out"
+        how = "the saved version's eval split" if self.origin == "saved version" else f"eval_fraction {self.eval_fraction}, seed {self.seed}"
+        return f"{len(self.train)} rows train, {len(self.eval)} held out ({how})"
+
+
+# ---------------------------------------------------------------- the split
+
+
+def split_positions(n: int, eval_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Positions 0..n-1 cut into (train, eval), both sorted: the seeded shuffle of rule 2."""
+    if not 0 <= eval_fraction < 1:
+        raise StudioError(f"eval fraction must be between 0 and 1, got {eval_fraction}.")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    n_eval = round(n * eval_fraction)
+    if eval_fraction > 0 and n > 1:
+        n_eval = min(max(n_eval, 1), n - 1)
+    return sorted(order[n_eval:]), sorted(order[:n_eval])
+
+
+def usable_ids(loaded: Loaded) -> list[int]:
+    """Row ids of every usable row (train and a saved version's eval), ascending."""
+    return sorted(list(loaded.kept) + list(getattr(loaded, "eval_kept", []) or []))
+
+
+def examples_by_id(loaded: Loaded) -> dict[int, dict]:
+    """Row id -> the row's internal example."""
+    pairs = list(zip(loaded.kept, loaded.conversations)) + list(zip(getattr(loaded, "eval_kept", []) or [], loaded.eval_conversations))
+    return dict(pairs)
+
+
+def make_split(loaded: Loaded, eval_fraction: float = 0.0, seed: int = 42, *, source: str | Path | None = None) -> Split:
+    """The split of one loaded dataset, by the rules in the module docstring."""
+    source = str(source if source is not None else loaded.path)
+    eval_kept = list(getattr(loaded, "eval_kept", []) or [])
+    if eval_kept:
+        return Split(source, sorted(loaded.kept), sorted(eval_kept), "saved version", eval_fraction, seed)
+    ids = usable_ids(loaded)
+    if eval_fraction <= 0 or len(ids) < 2:
+        return Split(source, ids, [], "none", eval_fraction, seed)
+    train, evaluation = split_positions(len(ids), eval_fraction, seed)
+    return Split(source, [ids[i] for i in train], [ids[i] for i in evaluation], "eval_fraction", eval_fraction, seed)
+
+
+def select(loaded: Loaded, ids: list[int]) -> Loaded:
+    """A Loaded holding only the given rows (as `conversations`), so `to_trl` works on one side of a split."""
+    by_id = examples_by_id(loaded)
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise StudioError(
+            f"row id {missing[0]} is not a usable row of {loaded.path} (the file changed since the split was made?).",
+            where=str(loaded.path),
+            hint="Start a new run on the current file, or restore the file the run was trained on.",
+        )
+    return replace(loaded, conversations=[by_id[i] for i in ids], kept=list(ids), eval_conversations=[], eval_kept=[])
+
+
+def examples(loaded: Loaded, ids: list[int]) -> list[dict]:
+    return select(loaded, ids).conversations
+
+
+# ---------------------------------------------------------------- contamination
+
+
+@dataclass
+class Contamination:
+    """Train rows that copy an eval row: row id of the train row -> row id of an eval row it copies."""
+
+    exact: dict[int, int] = field(default_factory=dict)
+    near: dict[int, int] = field(default_factory=dict)
+    eval_rows: int = 0
+    threshold: float = NEAR_THRESHOLD
+
+    @property
+    def train_ids(self) -> list[int]:
+        return sorted(set(self.exact) | set(self.near))
+
+    @property
+    def eval_ids_copied(self) -> list[int]:
+        return sorted(set(self.exact.values()) | set(self.near.values()))
+
+    def counts(self) -> dict:
+        return {"exact": len(self.exact), "near": len(self.near), "train_rows": len(self.train_ids),
+                "eval_rows_copied": len(self.eval_ids_copied), "eval_rows": self.eval_rows, "threshold": self.threshold}
+
+    def to_json(self) -> dict:
+        return {**self.counts(), "exact_pairs": [[t, e] for t, e in sorted(self.exact.items())], "near_pairs": [[t, e] for t, e in sorted(self.near.items())]}
+
+    def summary(self) -> str:
+        if not self.train_ids:
+            return f"no train row copies any of the {self.eval_rows} eval rows"
+        return (f"{len(self.train_ids)} train rows copy {len(self.eval_ids_copied)} of the {self.eval_rows} eval rows "
+                f"({len(self.exact)} exact, {len(self.near)} near duplicates, Jaccard ≥ {self.threshold}): "
+                "the eval figures would be measured partly on trained data")
+
+
+def contamination(loaded: Loaded, split: Split, threshold: float | None = NEAR_THRESHOLD) -> Contamination:
+    """Exact (same example) and near (MinHash LSH, `threshold`) copies of eval rows among train rows.
+
+    Uses studio.data.clean's example key and near-duplicate clusters, the same as the cleaning step.
+    `threshold=None` checks exact copies only."""
+    result = Contamination(eval_rows=len(split.eval), threshold=threshold or 0.0)
+    if not split.eval or not split.train:
+        return result
+    by_id = examples_by_id(loaded)
+    eval_by_key: dict[str, int] = {}
+    for row in split.eval:
+        eval_by_key.setdefault(example_key(by_id[row]), row)
+    for row in split.train:
+        match = eval_by_key.get(example_key(by_id[row]))
+        if match is not None:
+            result.exact[row] = match
+    if threshold:
+        eval_set = set(split.eval)
+        ids = [i for i in split.train if i not in result.exact] + list(split.eval)
+        for group in near_duplicate_clusters(by_id, threshold, indices=ids):
+            evals = [i for i in group if i in eval_set]
+            if evals:
+                for row in group:
+                    if row not in eval_set:
+                        result.near[row] = evals[0]
+    return result
+
+
+def drop_contaminated(split: Split, found: Contamination) -> Split:
+    """The split with the contaminating train rows removed (recorded in `dropped`)."""
+    gone = set(found.train_ids)
+    return replace(split, train=[i for i in split.train if i not in gone], dropped=sorted(set(split.dropped) | gone))
+
+
+# ---------------------------------------------------------------- runs
+
+
+def write(run_dir: str | Path, split: Split, found: Contamination | None = None) -> Path:
+    """Write RUN/split.json (atomically: several ranks of one run may write the same file)."""
+    path = Path(run_dir) / SPLIT_FILE
+    payload = split.to_json()
+    if found is not None:
+        payload["contamination"] = found.counts()
+    staging = path.with_name(f".{SPLIT_FILE}.{os.getpid()}")
+    staging.write_text(json.dumps(payload) + "\n")
+    staging.replace(path)
+    return path
+
+
+def read(run_dir: str | Path) -> Split | None:
+    path = Path(run_dir) / SPLIT_FILE
+    try:
+        return Split.from_json(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError, TypeError):
+        return None
+
+
+def for_run(cfg, run_dir: str | Path | None, loaded: Loaded | None = None, log: Callable[[str], None] | None = None) -> tuple[Loaded, Split]:
+    """The split a trainer uses: made from `cfg` (data, eval_fraction, seed), checked for
+    contamination (dropped when `cfg.drop_contaminated`), logged and written to RUN/split.json."""
+    log = log or (lambda message: None)
+    loaded = loaded if loaded is not None else load_dataset_file(cfg.data)
+    split = make_split(loaded, cfg.eval_fraction, cfg.seed, source=cfg.data)
+    found = contamination(loaded, split)
+    log(f"split: {split.describe()}")
+    if found.train_ids:
+        if getattr(cfg, "drop_contaminated", False):
+            split = drop_contaminated(split, found)
+            log(f"contamination: {found.summary()}; dropped those {len(found.train_ids)} train rows (drop_contaminated)")
+        else:
+            log(f"contamination: {found.summary()}. Set drop_contaminated: true (or press Drop them in the Train tab) to drop them.")
+    elif split.eval:
+        log(f"contamination: {found.summary()}")
+    if not split.train:
+        raise StudioError("no training rows are left after the split.", where=str(cfg.data), hint="Lower eval_fraction or add data.")
+    if run_dir is not None:
+        write(run_dir, split, found)
+    return loaded, split
+
+
+def eval_rows(run_dir: str | Path, *, data: str | Path | None = None, max_examples: int | None = 64) -> tuple[list[list[dict]], dict]:
+    """The conversations to evaluate a run on, and where they came from (`source`).
+
+    Order of preference: an explicit file `data` (all its usable rows); the run's held-out rows
+    (split.json, or for a run older than split.json the same `make_split` from its config); a
+    `<data stem>.heldout.jsonl` beside the training data; else the training rows themselves,
+    labelled as such. `source["rows"]` lists the row ids evaluated, in order (ids of the file named
+    in `source["path"]`); with a held-out split they are a subset of split.json's "eval".
+    Only rows whose conversation ends with an assistant reply are evaluated, at most `max_examples`.
+    """
+    import yaml
+
+    run_dir = Path(run_dir)
+    if data:
+        loaded = load_dataset_file(data)
+        ids = usable_ids(loaded)
+        source = {"kind": "file", "path": str(data)}
+    else:
+        try:
+            cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            cfg = {}
+        split = read(run_dir)
+        train_path = Path(str(split.source if split else cfg.get("data", "")))
+        if not train_path.exists():
+            raise StudioError(f"the run's training data {train_path} is gone, so there is nothing to evaluate on.", hint="Pass an eval file (--data FILE).")
+        loaded = load_dataset_file(train_path)
+        if split is None:  # a run from before split.json: the same rule, from its config
+            split = make_split(loaded, float(cfg.get("eval_fraction") or 0), int(cfg.get("seed", 42)), source=train_path)
+        companion = train_path.with_name(train_path.stem + ".heldout.jsonl")
+        if split.eval:
+            ids = split.eval
+            source = {"kind": "held-out split", "path": str(train_path), "origin": split.origin, "fraction": split.eval_fraction}
+        elif companion.is_file():
+            loaded = load_dataset_file(companion)
+            ids = usable_ids(loaded)
+            source = {"kind": "held-out file", "path": str(companion)}
+        else:
+            ids = split.train
+            source = {"kind": "training data (not held out)", "path": str(train_path)}
+    by_id = examples_by_id(loaded)
+    picked = [(i, by_id[i]["messages"]) for i in ids if i in by_id and by_id[i]["messages"] and by_id[i]["messages"][-1]["role"] == "assistant"]
+    if max_examples is not None:
+        picked = picked[:max_examples]
+    if not picked:
+        raise StudioError(f"no usable examples to evaluate on in {source['path']}.", hint="Each example needs an assistant reply.")
+    source["rows"] = [i for i, _ in picked]
+    source["examples"] = len(picked)
+    return [c for _, c in picked], source
