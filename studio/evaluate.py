@@ -60,44 +60,12 @@ def run_config(record) -> dict:
 
 
 def eval_examples(record, options: EvalOptions) -> tuple[list[list[dict]], dict]:
-    """The conversations to evaluate on, and where they came from.
+    """The conversations to evaluate on, and where they came from: `studio.data.split.eval_rows`, the
+    one split (an explicit file; the run's held-out rows from split.json; `<data>.heldout.jsonl`;
+    else the training rows, labelled as such). `source["rows"]` lists the row ids evaluated."""
+    from .data.split import eval_rows
 
-    Order of preference: an explicit file; the run's own held-out split (same seed as training);
-    a `<training file stem>.heldout.jsonl` beside the training data; else the training data itself,
-    labelled as such (its loss is then no held-out figure).
-    """
-    from .data import load_dataset_file
-
-    cfg = run_config(record)
-    if options.data:
-        loaded = load_dataset_file(options.data)
-        source = {"kind": "file", "path": str(options.data)}
-        conversations = [c["messages"] for c in loaded.conversations]
-    else:
-        train_path = Path(str(cfg.get("data", "")))
-        companion = train_path.with_name(train_path.stem + ".heldout.jsonl")
-        fraction = float(cfg.get("eval_fraction") or 0)
-        if not train_path.is_file():
-            raise StudioError(f"the run's training data {train_path} is gone, so there is nothing to evaluate on.", hint="Pass an eval file (--data FILE).")
-        loaded = load_dataset_file(train_path)
-        conversations = [c["messages"] for c in loaded.conversations]
-        if fraction > 0 and len(conversations) >= 10:
-            from datasets import Dataset
-
-            # the same split call as studio.methods.sft.build_dataset, so these rows were never trained on
-            split = Dataset.from_list([{"i": i} for i in range(len(conversations))]).train_test_split(test_size=fraction, seed=int(cfg.get("seed", 42)))
-            conversations = [conversations[i] for i in split["test"]["i"]]
-            source = {"kind": "held-out split", "path": str(train_path), "fraction": fraction}
-        elif companion.is_file():
-            conversations = [c["messages"] for c in load_dataset_file(companion).conversations]
-            source = {"kind": "held-out file", "path": str(companion)}
-        else:
-            source = {"kind": "training data (not held out)", "path": str(train_path)}
-    conversations = [c for c in conversations if c and c[-1]["role"] == "assistant"][: options.max_examples]
-    if not conversations:
-        raise StudioError(f"no usable examples to evaluate on in {source['path']}.", hint="Each example needs an assistant reply.")
-    source["examples"] = len(conversations)
-    return conversations, source
+    return eval_rows(record.run_dir, data=options.data, max_examples=options.max_examples)
 
 
 @torch.inference_mode()
