@@ -29,8 +29,9 @@ browser:
 		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; \
 	fi
 
+# With a display (X11, Wayland or macOS) the studio opens in an app window; otherwise it prints its URL.
 run: setup
-	$(PY) launch.py
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = Darwin ]; then $(PY) launch.py --app; else $(PY) launch.py; fi
 
 test: setup browser
 	$(PY) -m pytest tests -q -p no:cacheprovider

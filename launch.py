@@ -1,9 +1,10 @@
 """Start Fine-tuning Studio.
 
-    python launch.py [--host 127.0.0.1] [--port 7860] [--auth user:pass | --auth-file FILE]
+    python launch.py [--host 127.0.0.1] [--port 7860] [--auth user:pass | --auth-file FILE] [--app]
 
 Safe defaults: binds 127.0.0.1, no share link, uploads capped, and a non-loopback host is refused
-unless a login is required.
+unless a login is required. `--app` opens the studio in a chromeless app window (Chromium, Chrome
+or Edge with `--app=URL`, else the default browser).
 """
 
 from __future__ import annotations
@@ -11,13 +12,20 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import shutil
+import subprocess
 import sys
+import webbrowser
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 MAX_UPLOAD = "2gb"
+# Browsers that open a URL as a chromeless app window with --app=URL, in order of preference.
+APP_BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "microsoft-edge", "microsoft-edge-stable", "msedge", "chrome")
+MAC_APP_BROWSERS = ("/Applications/Google Chrome.app/Contents/MacOS/Google Chrome", "/Applications/Chromium.app/Contents/MacOS/Chromium",
+                    "/Applications/Microsoft Edge.app/Contents/MacOS/Microsoft Edge")
 
 
 def is_loopback(host: str) -> bool:
@@ -54,7 +62,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--auth", help="require a login, as user:password")
     parser.add_argument("--auth-file", help="file with one user:password per line")
+    parser.add_argument("--app", action="store_true", help="open the studio in a chromeless app window (Chromium/Chrome/Edge --app), else the default browser")
     return parser.parse_args(argv)
+
+
+def app_browser() -> str | None:
+    """The first Chromium-family browser on this machine, or None."""
+    for name in APP_BROWSERS:
+        found = shutil.which(name)
+        if found:
+            return found
+    return next((path for path in MAC_APP_BROWSERS if Path(path).is_file()), None)
+
+
+def open_window(url: str) -> str:
+    """Open `url` as an app window where a Chromium-family browser exists, else in the default
+    browser; returns what was done, for the console."""
+    browser = app_browser()
+    if browser:
+        subprocess.Popen([browser, f"--app={url}", "--new-window"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+        return f"opened an app window ({Path(browser).name} --app)"
+    if webbrowser.open(url):
+        return "opened in the default browser"
+    return "no browser found: open the address above"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,20 +100,30 @@ def main(argv: list[str] | None = None) -> None:
         )
         raise SystemExit(2)
 
-    from components.app import CSS, build_app
+    from components.app import CSS, THEME, build_app
     from studio.paths import studio_home
 
-    build_app().queue(default_concurrency_limit=8).launch(
+    app = build_app().queue(default_concurrency_limit=8)
+    # quiet: Gradio's own banner ends with the share-link hint, which this studio never offers.
+    app.launch(
         server_name=args.host,
         server_port=args.port,
         auth=auth,
         share=False,
+        quiet=True,
+        theme=THEME,
         css=CSS,
         footer_links=[],
         show_error=False,
         allowed_paths=[str(studio_home())],
         max_file_size=MAX_UPLOAD,
+        prevent_thread_lock=True,
     )
+    url = app.local_url or f"http://{args.host}:{args.port}/"
+    print(f"Fine-tuning Studio is running at {url}  (Ctrl+C to stop)", flush=True)
+    if args.app:
+        print(f"Fine-tuning Studio: {open_window(url)}", flush=True)
+    app.block_thread()
 
 
 if __name__ == "__main__":

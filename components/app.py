@@ -1,28 +1,93 @@
-"""Assembles the tabs into one Gradio app. Per-session state lives in gr.State only."""
+"""Assembles the tabs into one Gradio app under an app shell: a header with the status bar
+(hardware, active run, queue; clicking it opens the run), a stepper Data → Method → Train → Chat →
+Evaluate → Export that ticks what this browser session has done, and the tabs.
+Per-session state lives in gr.State only."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import gradio as gr
 
-from . import chat_tab, data_tab, evaluate_tab, export_tab, method_tab, train_tab
-from . import runs_tab
+from studio.jobs import overview
+
+from . import chat_tab, data_tab, evaluate_tab, export_tab, method_tab, runs_tab, train_tab
+from .theme import studio_theme
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CSS = (ASSETS / "studio.css").read_text() if (ASSETS / "studio.css").exists() else ""
+THEME = studio_theme()
+STATUS_POLL_SECONDS = 3.0  # one registry read and one nvidia-smi query per tick
+# The guided flow; Runs is a tab but not a step.
+STEPS = (("data", "Data"), ("method", "Method"), ("train", "Train"), ("chat", "Chat"), ("evaluate", "Evaluate"), ("export", "Export"))
+# Buttons in tabs this module does not build that count as doing a step (looked up by elem_id).
+STEP_BUTTONS = {"chat": ("chat-send", "ab-send", "suite-run"), "evaluate": ("eval-start",), "export": ("export-start",)}
+
+
+def status_bar_html() -> str:
+    """The status bar's content: hardware · active run · queue."""
+    esc = html.escape
+    now = overview.overview()
+    icon = "gpu" if now.hardware.gpu else "cpu"
+    parts = [f'<span class="sb-item sb-hw sb-{icon}" title="Hardware">{esc(now.hardware.label)}</span>']
+    if now.active:
+        kind = "sb-live" if now.active.status == "running" else "sb-waiting"
+        parts.append(f'<span class="sb-item sb-run {kind}" title="Open this run in the Train tab" data-run="{esc(now.active.id)}">'
+                     f'<span class="sb-dot"></span>{esc(now.active.describe())}</span>')
+    else:
+        parts.append('<span class="sb-item sb-run sb-idle">No run active</span>')
+    parts.append(f'<span class="sb-item sb-queue">Queue: {now.queued}</span>')
+    return f'<div class="sb" role="status">{"".join(parts)}</div>'
+
+
+def open_active_run():
+    """Clicking the status bar: the Train tab, watching the active run (if there is one)."""
+    now = overview.overview()
+    if now.active is None:
+        return gr.skip(), gr.skip()
+    return gr.Tabs(selected="train"), gr.update(choices=train_tab.run_choices(), value=now.active.id)
+
+
+def step_label(step: str, title: str, done: set) -> str:
+    number = [s for s, _ in STEPS].index(step) + 1
+    return f"✓  {title}" if step in done else f"{number}  {title}"
+
+
+def mark(step: str):
+    """An event handler that ticks `step` for this session and redraws the stepper."""
+    def handler(done):
+        done = set(done or ()) | {step}
+        return [sorted(done)] + [gr.update(value=step_label(s, t, done), elem_classes=stepper_classes(s, done)) for s, t in STEPS]
+    return handler
+
+
+def stepper_classes(step: str, done: set) -> list[str]:
+    return ["studio-step", "done"] if step in done else ["studio-step"]
+
+
+def blocks_by_elem_id(app: gr.Blocks) -> dict:
+    return {block.elem_id: block for block in app.blocks.values() if getattr(block, "elem_id", None)}
 
 
 def build_app() -> gr.Blocks:
-    with gr.Blocks(title="Fine-tuning Studio") as app:
-        gr.Markdown("# Fine-tuning Studio\nData → Train → Chat. Everything runs on this machine; nothing is uploaded.", elem_id="studio-title")
+    with gr.Blocks(title="Fine-tuning Studio", fill_width=True) as app:
+        with gr.Row(elem_id="studio-header", equal_height=True):
+            gr.HTML('<div class="brand"><span class="brand-mark">◆</span><span class="brand-name">Fine-tuning Studio</span>'
+                    '<span class="brand-note">everything runs on this machine; nothing is uploaded</span></div>',
+                    elem_id="studio-title")
+            status_bar = gr.HTML("", elem_id="studio-status")
+        done_steps = gr.State([])
+        with gr.Row(elem_id="studio-stepper"):
+            step_buttons = {step: gr.Button(step_label(step, title, set()), size="sm", elem_id=f"step-{step}", elem_classes=["studio-step"])
+                            for step, title in STEPS}
         dataset_path = gr.State(None)
-        with gr.Tabs() as tabs:
+        with gr.Tabs(elem_id="studio-tabs") as tabs:
             with gr.Tab("Data", id="data"):
                 data_tab.build(dataset_path)
             with gr.Tab("Method", id="method") as method_tab_item:
                 method = method_tab.build(dataset_path)
-            with gr.Tab("Train", id="train"):
+            with gr.Tab("Train", id="train") as train_tab_item:
                 train = train_tab.build(dataset_path)
             with gr.Tab("Runs", id="runs") as runs_tab_item:
                 runs = runs_tab.build()
@@ -32,14 +97,46 @@ def build_app() -> gr.Blocks:
                 evaluation = evaluate_tab.build()
             with gr.Tab("Export", id="export") as export_tab_item:
                 exporting = export_tab.build()
-        app.load(train["refresh_choices"], None, train["run_picker"])
+
+        # Reattach: the Train tab watches the live (or newest) run, its form filled from that run's config.
+        app.load(train["restore"], None, train["restore_targets"])
         # Method tab's "Apply" fills the Train tab's form with the recommended RunConfig values, then shows it.
         form_keys = list(train["form"])
         method["apply"].click(lambda values: method_tab.train_updates(values, form_keys), method["preset"], [train["form"][k] for k in form_keys]).then(
             lambda: gr.Tabs(selected="train"), None, tabs)
-        method_tab_item.select(method["refresh_runs"], None, method["rag_run"])
-        runs_tab_item.select(runs["refresh_all"], None, runs["refresh_targets"])
-        chat_tab_item.select(chat["refresh_all"], None, chat["refresh_targets"])
-        evaluate_tab_item.select(evaluation["refresh_choices"], None, evaluation["run_picker"])
-        export_tab_item.select(exporting["refresh_choices"], None, exporting["run_picker"])
+
+        # What each tab reloads when shown, by the user or by the stepper / status bar.
+        on_show = {
+            "method": (method["refresh_runs"], method["rag_run"]),
+            "train": (train["refresh_choices"], train["run_picker"]),  # choices only: it keeps the run it watches
+            "runs": (runs["refresh_all"], runs["refresh_targets"]),
+            "chat": (chat["refresh_all"], chat["refresh_targets"]),
+            "evaluate": (evaluation["refresh_choices"], evaluation["run_picker"]),
+            "export": (exporting["refresh_choices"], exporting["run_picker"]),
+        }
+        items = {"method": method_tab_item, "train": train_tab_item, "runs": runs_tab_item, "chat": chat_tab_item,
+                 "evaluate": evaluate_tab_item, "export": export_tab_item}
+        for name, item in items.items():
+            refresh, targets = on_show[name]
+            item.select(refresh, None, targets)
+        for step, button in step_buttons.items():
+            event = button.click(lambda s=step: gr.Tabs(selected=s), None, tabs)
+            if step in on_show:
+                event.then(on_show[step][0], None, on_show[step][1])
+
+        # The status bar: polled, and a click opens the active run.
+        app.load(status_bar_html, None, status_bar, show_progress="hidden")
+        gr.Timer(STATUS_POLL_SECONDS).tick(status_bar_html, None, status_bar, show_progress="hidden")
+        status_bar.click(open_active_run, None, [tabs, train["run_picker"]])
+
+        # The stepper ticks what this session did.
+        stepper_outputs = [done_steps, *step_buttons.values()]
+        dataset_path.change(lambda p, d: mark("data")(d) if p else [gr.skip()] * len(stepper_outputs), [dataset_path, done_steps], stepper_outputs)
+        method["advise"].click(mark("method"), done_steps, stepper_outputs)
+        train["started"].change(lambda run_id, d: mark("train")(d) if run_id else [gr.skip()] * len(stepper_outputs), [train["started"], done_steps], stepper_outputs)
+        by_id = blocks_by_elem_id(app)
+        for step, elem_ids in STEP_BUTTONS.items():
+            for elem_id in elem_ids:
+                if elem_id in by_id:
+                    by_id[elem_id].click(mark(step), done_steps, stepper_outputs)
     return app

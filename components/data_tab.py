@@ -268,12 +268,12 @@ def build(dataset_path: gr.State) -> None:
             with gr.Row():
                 load_button = gr.Button("Load dataset", variant="primary", elem_id="data-load")
                 demo_button = gr.Button("Use the demo dataset (answers in JSON)", elem_id="data-demo")
-    status = gr.HTML(elem_id="data-status")
+    status = gr.HTML(status_html("No dataset yet: drop a file above, type a path, or press “Use the demo dataset”.", "info"), elem_id="data-status")
     report = gr.Markdown(elem_id="data-report")
     with gr.Tabs():
         with gr.Tab("Preview & problems"):
-            preview = gr.Dataframe(label="Preview (first 20 examples)", interactive=False, wrap=True, elem_id="data-preview")
-            problems = gr.Dataframe(label="Problems (file, row, line, field)", interactive=False, wrap=True, elem_id="data-problems")
+            preview = gr.Dataframe(headers=["user", "assistant", "turns"], label="Preview (first 20 examples)", interactive=False, wrap=True, elem_id="data-preview")
+            problems = gr.Dataframe(headers=PROBLEM_COLUMNS, label="Problems (file, row, line, field)", interactive=False, wrap=True, elem_id="data-problems")
         with gr.Tab("Profile"):
             with gr.Row():
                 model = gr.Textbox(value="embedded", label="Model (its tokenizer and chat template)", elem_id="data-model")
@@ -282,7 +282,7 @@ def build(dataset_path: gr.State) -> None:
             profile_text = gr.Markdown(elem_id="data-profile-text")
             length_plot = gr.Plot(label="Token lengths", elem_id="data-length-plot")
             turns_plot = gr.Plot(label="Turns", elem_id="data-turns-plot")
-            clusters = gr.Dataframe(label="Largest near-duplicate clusters", interactive=False, wrap=True, elem_id="data-clusters")
+            clusters = gr.Dataframe(headers=["size", "rows", "example"], label="Largest near-duplicate clusters", interactive=False, wrap=True, elem_id="data-clusters")
         with gr.Tab("Tokens with loss"):
             with gr.Row():
                 example_number = gr.Number(value=1, precision=0, label="Example #", elem_id="data-example")
@@ -301,7 +301,7 @@ def build(dataset_path: gr.State) -> None:
                 max_tokens = gr.Number(value=None, precision=0, label="Max tokens (optional)")
                 clean_button = gr.Button("Preview cleaning", elem_id="data-clean-preview")
             clean_text = gr.Markdown(elem_id="data-clean-text")
-            clean_table = gr.Dataframe(label="What cleaning would change", interactive=False, wrap=True, elem_id="data-clean-table")
+            clean_table = gr.Dataframe(headers=["row", "action", "reason", "detail", "example"], label="What cleaning would change", interactive=False, wrap=True, elem_id="data-clean-table")
         with gr.Tab("Edit rows"):
             gr.Markdown("Edit the JSON of a row or tick *delete*, then page on or save a version. Broken rows show their original line, so you can fix them here.")
             edit_table = gr.Dataframe(headers=EDIT_COLUMNS, datatype=["number", "bool", "str"], interactive=True, wrap=True, elem_id="data-edit-table")

@@ -13,15 +13,18 @@ from studio.chat import ChatEngine, GenerationSettings
 from studio.errors import StudioError
 from studio.jobs import registry
 
-from .common import error_text, status_html
+from .common import empty_state, error_text, status_html
 
 NOT_CHECKED = "not checked"
+NO_DATASET = "No dataset selected: load one in the Data tab, or answer by hand."
+NO_ADVICE = "Answer the questions on the left (the dataset fills in what it can), then press Advise."
+NO_CHECK = "Press “Check the base model” to score it on a few of your eval prompts; its answers are listed here."
 
 
 def read_signals(dataset_path, model):
     """Dataset changed: show its signals and fill the count and eval-split answers."""
     if not dataset_path:
-        return status_html("No dataset selected: load one in the Data tab, or answer by hand.", "info"), gr.skip(), gr.skip(), None
+        return status_html(NO_DATASET, "info"), gr.skip(), gr.skip(), None
     try:
         signals = advisor.dataset_signals(dataset_path, model=model or "embedded")
     except Exception as err:  # noqa: BLE001
@@ -42,7 +45,7 @@ def check_base(signals_state, model, sample, progress=gr.Progress()):
     except Exception as err:  # noqa: BLE001
         return status_html(error_text(err), "error"), gr.skip(), gr.skip()
     rows = [[r.prompt, r.reference, r.answer, r.score] for r in check.rows]
-    return status_html(check.describe(), "ok" if not check.already_good else "warn"), rows, "yes" if check.already_good else "no"
+    return status_html(check.describe(), "ok" if not check.already_good else "warn"), gr.update(value=rows, visible=True), "yes" if check.already_good else "no"
 
 
 def recommend(examples, goal, changes, citations, has_eval, size, already_good, model, device, scalar_reward, principles, signals_state):
@@ -64,7 +67,10 @@ def recommend(examples, goal, changes, citations, has_eval, size, already_good, 
         return status_html(error_text(err), "error"), None, gr.update(interactive=False)
     data_path = signals_state["path"] if signals_state else ""
     values = result.preset.run_config_values(data=data_path, model=model or "embedded") if result.preset else None
-    return recommendation_html(result), values, gr.update(interactive=values is not None)
+    note = "" if not values or "model" in values else (
+        f'<p class="studio-note">“{html.escape(model)}” sizes the estimate only: Apply keeps the Train tab\'s model. '
+        "To train it, pick a local folder or a hub id there.</p>")
+    return recommendation_html(result) + note, values, gr.update(interactive=values is not None)
 
 
 def recommendation_html(result: advisor.Recommendation) -> str:
@@ -145,7 +151,7 @@ def build(dataset_path: gr.State) -> dict:
     preset_state = gr.State(None)
     with gr.Row():
         with gr.Column(scale=1):
-            data_status = gr.HTML(elem_id="method-signals")
+            data_status = gr.HTML(status_html(NO_DATASET, "info"), elem_id="method-signals")
             goal = gr.Radio(list(advisor.GOALS), value="style", label="What must the model learn?", elem_id="method-goal")
             changes = gr.Radio(list(advisor.CHANGES), value="never", label="How often does the knowledge change?", elem_id="method-changes")
             size = gr.Radio(["unknown", "small", "large"], value="unknown", label="How much knowledge is involved?", elem_id="method-size")
@@ -163,11 +169,11 @@ def build(dataset_path: gr.State) -> dict:
             with gr.Row():
                 sample = gr.Number(value=3, precision=0, minimum=1, maximum=20, label="Eval prompts to try", elem_id="method-sample")
                 check = gr.Button("Check the base model on my eval prompts", elem_id="method-check")
-            check_status = gr.HTML(elem_id="method-check-status")
-            check_table = gr.Dataframe(headers=["prompt", "reference", "base answer", "score"], interactive=False, wrap=True, elem_id="method-check-table")
+            check_status = gr.HTML(empty_state(NO_CHECK), elem_id="method-check-status")
+            check_table = gr.Dataframe(headers=["prompt", "reference", "base answer", "score"], interactive=False, wrap=True, visible=False, elem_id="method-check-table")
         with gr.Column(scale=1):
             advise_button = gr.Button("Advise", variant="primary", elem_id="method-advise")
-            advice = gr.HTML(elem_id="method-advice")
+            advice = gr.HTML(empty_state(NO_ADVICE), elem_id="method-advice")
             apply_button = gr.Button("Apply to the Train tab", interactive=False, elem_id="method-apply")
             with gr.Accordion("Memory, time and cost estimator", open=False):
                 with gr.Row():
@@ -203,4 +209,4 @@ def build(dataset_path: gr.State) -> dict:
     )
     est_button.click(run_estimate, [model, est_method, est_seq, est_batch, est_checkpointing, est_device, est_tokens], est_out)
     ask.click(ask_three_ways, [docs, rag_run, model, question, rag_tokens], [base_out, rag_out, tuned_out, rag_status])
-    return {"apply": apply_button, "preset": preset_state, "refresh_runs": lambda: gr.update(choices=rag_run_choices()), "rag_run": rag_run}
+    return {"apply": apply_button, "advise": advise_button, "preset": preset_state, "refresh_runs": lambda: gr.update(choices=rag_run_choices()), "rag_run": rag_run}

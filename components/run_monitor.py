@@ -3,7 +3,6 @@ command; plus clone-run and presets, which fill the tab's form. Thin: everything
 
 from __future__ import annotations
 
-import html
 import time
 
 import gradio as gr
@@ -23,7 +22,21 @@ METRICS_POLL_SECONDS = 2.0
 
 
 def run_choices() -> list[tuple[str, str]]:
-    return [(f"{r.name} · {r.status} · {r.id}", r.id) for r in registry.list_runs()]
+    """Name and id only: the status is in the banner below, which is live (a label would go stale)."""
+    return [(f"{r.name} · {r.id}", r.id) for r in registry.list_runs()]
+
+
+def run_config(run_id) -> dict | None:
+    """The run's saved config.yaml as a mapping, or None."""
+    record = registry.get(run_id) if run_id else None
+    config_file = record.run_dir / "config.yaml" if record else None
+    if config_file is None or not config_file.is_file():
+        return None
+    try:
+        raw = yaml.safe_load(config_file.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return raw if isinstance(raw, dict) else None
 
 
 def default_run() -> str | None:
@@ -34,7 +47,7 @@ def default_run() -> str | None:
 
 
 def progress_bar(fraction: float) -> str:
-    return f'<div class="studio-progress" style="height:6px;background:#e5e7eb;border-radius:3px"><div style="width:{100 * fraction:.1f}%;height:6px;background:rgb(99,110,250);border-radius:3px"></div></div>'
+    return f'<div class="studio-progress"><div class="studio-progress-fill" style="width:{100 * fraction:.1f}%"></div></div>'
 
 
 def describe(record, rows) -> str:
@@ -48,20 +61,34 @@ def describe(record, rows) -> str:
     return status_html(text, STATUS_KIND.get(record.status, "info")) + progress_bar(1.0 if record.status == "completed" else progress.fraction)
 
 
-def refresh(run_id, seen, log_scale=False):
-    """Fast timer tick: status, progress and the loss plot (only redrawn when new rows arrived)."""
+NO_RUN = "No run yet. Load a dataset in the Data tab (or type a path in Dataset), then press Start training: the loss curve appears here."
+
+
+def stop_button(live: bool):
+    """Stop is red and enabled only while the watched run is queued or running."""
+    return gr.update(variant="stop" if live else "secondary", interactive=live)
+
+
+def refresh(run_id, seen, log_scale=False, was_live=None):
+    """Fast timer tick: status, progress and the loss plot (only redrawn when new rows arrived);
+    the Stop button only when the run's liveness changed."""
     if not run_id:
-        return status_html("No run yet: load a dataset, then press Start.", "info"), gr.skip(), seen, gr.skip()
+        return status_html(NO_RUN, "info"), gr.skip(), seen, gr.skip(), *_stop_if_changed(False, was_live)
     record = registry.get(run_id)
     if record is None:
-        return status_html(f"Run {run_id} is gone from the registry.", "error"), gr.skip(), seen, gr.skip()
+        return status_html(f"Run {run_id} is gone from the registry.", "error"), gr.skip(), seen, gr.skip(), *_stop_if_changed(False, was_live)
     rows = read_metrics(record.run_dir / "metrics.jsonl")
     command_file = record.run_dir / "command.txt"
     command = command_file.read_text().strip() if command_file.exists() else gr.skip()
     status = describe(record, rows)
+    stop = _stop_if_changed(record.status in ("running", "queued"), was_live)
     if len(rows) == seen:
-        return status, gr.skip(), seen, command
-    return status, loss_figure(rows, title=f"Loss · {record.name}", log_scale=log_scale), len(rows), command
+        return status, gr.skip(), seen, command, *stop
+    return status, loss_figure(rows, title=f"Loss · {record.name}", log_scale=log_scale), len(rows), command, *stop
+
+
+def _stop_if_changed(live: bool, was_live) -> tuple:
+    return (gr.skip(), was_live) if live == was_live else (stop_button(live), live)
 
 
 def refresh_metrics(run_id, seen):
@@ -82,40 +109,44 @@ def redraw_loss(run_id, log_scale):
     return loss_figure(read_metrics(record.run_dir / "metrics.jsonl"), title=f"Loss · {record.name}", log_scale=log_scale)
 
 
-def build_monitor() -> dict:
-    """Create the monitoring widgets (call inside the tab's right column) and wire the timer."""
+def build_monitor(stop: gr.Button) -> dict:
+    """Create the monitoring widgets (call inside the tab's right column) and wire the timer;
+    `stop` (the tab's Stop button) turns red only while the watched run is live."""
     for warm_up in (loss_figure, metrics_figure):  # load plotly's validators now, not on the first live point
         warm_up([{"step": 1, "loss": 1.0, "learning_rate": 1.0}]).to_json()
     run_picker = gr.Dropdown(label="Watching run", choices=[], allow_custom_value=True, elem_id="train-run")
-    status = gr.HTML(elem_id="train-status")
-    log_scale = gr.Checkbox(value=False, label="Log-scale loss", elem_id="train-log-scale")
-    plot = gr.Plot(label="Loss", elem_id="train-plot")
-    with gr.Accordion("Learning rate, grad norm, tokens/s, memory and method metrics", open=True):
-        metrics_plot = gr.Plot(label="Metrics", elem_id="train-metrics")
-    command = gr.Textbox(label="Equivalent CLI command", interactive=False, buttons=["copy"], elem_id="train-command")
-    seen_rows, seen_metric_rows = gr.State(-1), gr.State(-1)
+    status = gr.HTML(status_html(NO_RUN, "info"), elem_id="train-status")
+    with gr.Column(visible=False, elem_id="train-watch") as watch:  # shown once a run is watched: no empty plots
+        log_scale = gr.Checkbox(value=False, label="Log-scale loss", elem_id="train-log-scale")
+        plot = gr.Plot(label="Loss", elem_id="train-plot")
+        with gr.Accordion("Learning rate, grad norm, tokens/s, memory and method metrics", open=True):
+            metrics_plot = gr.Plot(label="Metrics", elem_id="train-metrics")
+        command = gr.Textbox(label="Equivalent CLI command", interactive=False, buttons=["copy"], elem_id="train-command")
+    seen_rows, seen_metric_rows, live = gr.State(-1), gr.State(-1), gr.State(None)
     timer, slow_timer = gr.Timer(POLL_SECONDS), gr.Timer(METRICS_POLL_SECONDS)
-    run_picker.change(lambda: (-1, -1), None, [seen_rows, seen_metric_rows])
+    run_picker.change(lambda run_id: (-1, -1, gr.update(visible=bool(run_id))), run_picker, [seen_rows, seen_metric_rows, watch])
     log_scale.change(redraw_loss, [run_picker, log_scale], plot)
     # always_last: a tick that lands while the previous one runs is served right after it, not dropped
-    timer.tick(refresh, [run_picker, seen_rows, log_scale], [status, plot, seen_rows, command], show_progress="hidden", trigger_mode="always_last")
+    timer.tick(refresh, [run_picker, seen_rows, log_scale, live], [status, plot, seen_rows, command, stop, live], show_progress="hidden", trigger_mode="always_last")
     slow_timer.tick(refresh_metrics, [run_picker, seen_metric_rows], [metrics_plot, seen_metric_rows], show_progress="hidden")
-    return {"run_picker": run_picker, "status": status, "plot": plot, "command": command}
+    return {"run_picker": run_picker, "status": status, "plot": plot, "command": command, "run_config": run_config}
 
 
 def stop_run(run_id):
     if not run_id:
         return status_html("No run selected.", "warn")
-    return status_html(runner.cancel_in_background(run_id), "info")
+    return status_html(runner.cancel_in_background(run_id), "info", transient=True)
 
 
 # --- clone run and presets: they fill the form owned by the Train tab -------------------------
 
 def form_to_raw(keys: list[str], values: list) -> dict:
-    """Widget values -> config keys (the form shows max_steps -1 as 0)."""
+    """Widget values -> config keys (the form shows max_steps -1 as 0, and LoRA alpha 2 × rank as 0)."""
     raw = dict(zip(keys, values))
     if "max_steps" in raw:
         raw["max_steps"] = int(raw["max_steps"]) if raw["max_steps"] else -1
+    if "lora_alpha" in raw and not raw["lora_alpha"] and raw.get("lora_r"):
+        raw["lora_alpha"] = 2 * int(raw["lora_r"])
     return {k: v for k, v in raw.items() if v is not None}
 
 
@@ -126,6 +157,8 @@ def raw_to_form(keys: list[str], raw: dict) -> list:
             updates.append(gr.skip())
         elif key == "max_steps":
             updates.append(0 if raw[key] in (-1, None) else raw[key])
+        elif key == "lora_alpha" and "lora_r" in raw and raw[key] == 2 * raw["lora_r"]:
+            updates.append(0)
         else:
             updates.append(raw[key])
     return updates
@@ -147,11 +180,10 @@ def build_reuse(form: dict, run_picker) -> None:
         reuse_status = gr.HTML(elem_id="train-preset-status")
 
     def clone_run(run_id):
-        record = registry.get(run_id) if run_id else None
-        if record is None or not (record.run_dir / "config.yaml").is_file():
+        raw = run_config(run_id)
+        if raw is None:
             return [status_html("Pick a run with a saved config first.", "warn")] + [gr.skip()] * len(keys)
-        raw = yaml.safe_load((record.run_dir / "config.yaml").read_text()) or {}
-        return [status_html(f"Form filled from run {record.id}; change what you like and press Start.", "ok")] + raw_to_form(keys, raw)
+        return [status_html(f"Form filled from run {run_id}; change what you like and press Start.", "ok", transient=True)] + raw_to_form(keys, raw)
 
     def save_preset(name, *values):
         try:
@@ -159,14 +191,14 @@ def build_reuse(form: dict, run_picker) -> None:
             saved = presets.save_preset(name, cfg)
         except Exception as err:  # noqa: BLE001
             return status_html(error_text(err), "error"), gr.skip()
-        return status_html(f"Saved preset '{html.escape(saved)}'.", "ok"), gr.update(choices=presets.list_presets(), value=saved)
+        return status_html(f"Saved preset '{saved}'.", "ok", transient=True), gr.update(choices=presets.list_presets(), value=saved)
 
     def load_preset(name):
         try:
             raw = presets.load_preset(name or "")
         except Exception as err:  # noqa: BLE001
             return [status_html(error_text(err), "error")] + [gr.skip()] * len(keys)
-        return [status_html(f"Loaded preset '{name}'.", "ok")] + raw_to_form(keys, raw)
+        return [status_html(f"Loaded preset '{name}'.", "ok", transient=True)] + raw_to_form(keys, raw)
 
     clone.click(clone_run, run_picker, [reuse_status, *widgets])
     save.click(save_preset, [preset_name, *widgets], [reuse_status, preset_pick])

@@ -1,40 +1,42 @@
-"""Train tab: pick model, method and knobs; Start/Stop a background run; watch its live curve."""
+"""Train tab: pick model, method and knobs; Start/Stop a background run; watch its live curve.
+
+The form's widgets are keyed by RunConfig field names, so one mapping (run_monitor.form_to_raw /
+raw_to_form) serves Start, clone, presets, the advisor's Apply and the restore after a reload."""
 
 from __future__ import annotations
 
 import gradio as gr
 
-from studio.config import CAI_MODES, DPO_LOSSES, METHOD_KNOBS, METHODS, RunConfig
-from studio.jobs import runner
+from studio import models
+from studio.config import CAI_MODES, DPO_LOSSES, LORA_TARGETS, METHOD_KNOBS, METHODS, RunConfig
+from studio.jobs import registry, runner
 
 from .common import error_text, status_html
-from .run_monitor import build_monitor, build_reuse, default_run, run_choices, stop_run  # noqa: F401  (live monitoring, clone, presets)
+from .run_monitor import build_monitor, build_reuse, default_run, form_to_raw, raw_to_form, run_choices, stop_run  # noqa: F401
+
+KNOB_NAMES = ("dpo_beta", "dpo_loss_type", "reward_model", "sft_data", "rl_algorithm", "response_length", "kl_coef", "ppo_epochs", "num_generations", "constitution", "cai_mode", "judge_model")
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+TRUST_WARNING = ("⚠️ trust_remote_code runs Python code shipped inside the model's folder or hub repo, with your user's rights, "
+                 "on this machine. Turn it on only for a model whose code you have read and trust.")
 
 
-def start_run(model, method, data_path, epochs, max_steps, learning_rate, batch_size, max_length, lora_r, *knob_values):
-    raw = {
-        "model": model or "embedded",
-        "method": method,
-        "data": data_path or "",
-        "num_train_epochs": epochs,
-        "max_steps": int(max_steps) if max_steps else -1,
-        "learning_rate": learning_rate,
-        "per_device_train_batch_size": batch_size,
-        "max_length": max_length,
-        "lora_r": lora_r,
-        "lora_alpha": 2 * int(lora_r),
-    }
-    knobs = dict(zip(KNOB_NAMES, knob_values))
-    raw.update({name: knobs[name] for name in METHOD_KNOBS.get(method, ()) if name in knobs})
+def model_choices() -> list[tuple[str, str]]:
+    """The model picker: embedded, converted GGUFs, local folders earlier runs used, cached hub ids."""
+    return models.model_choices([r.model for r in registry.list_runs()])
+
+
+def start_run(keys: list[str], *values):
+    raw = form_to_raw(keys, list(values))
+    raw["model"] = raw.get("model") or "embedded"
+    raw["data"] = raw.get("data") or ""
+    shown = set(METHOD_KNOBS.get(raw.get("method"), ()))
+    raw = {k: v for k, v in raw.items() if k not in KNOB_NAMES or k in shown}  # other methods' knobs keep their defaults
     try:
         cfg = RunConfig.from_dict(raw, where="Train tab")
         record = runner.start(cfg)
     except Exception as err:  # noqa: BLE001
-        return status_html(error_text(err), "error"), gr.update()
-    return status_html(f"Started run {record.id}.", "ok"), gr.update(choices=run_choices(), value=record.id)
-
-
-KNOB_NAMES = ("dpo_beta", "dpo_loss_type", "reward_model", "sft_data", "rl_algorithm", "response_length", "kl_coef", "ppo_epochs", "num_generations", "constitution", "cai_mode", "judge_model")
+        return status_html(error_text(err), "error"), gr.update(), gr.skip()
+    return status_html(f"Started run {record.id}.", "ok", transient=True), gr.update(choices=run_choices(), value=record.id), record.id
 
 
 def build_method_knobs() -> dict:
@@ -59,18 +61,49 @@ def build_method_knobs() -> dict:
     return widgets
 
 
+def build_advanced() -> tuple[dict, gr.HTML]:
+    """Optimiser, checkpointing, LoRA, eval and safety settings, folded away; each shows its config help."""
+    help_of = RunConfig.field_help()
+    d = RunConfig()
+    with gr.Accordion("Advanced settings", open=False, elem_id="train-advanced"):
+        with gr.Row():
+            accumulation = gr.Number(value=d.gradient_accumulation_steps, label="Gradient accumulation", precision=0, minimum=1, info=help_of["gradient_accumulation_steps"], elem_id="train-grad-accum")
+            scheduler = gr.Dropdown(choices=list(SCHEDULERS), value=d.lr_scheduler_type, label="LR scheduler", info="How the learning rate moves over the run.", elem_id="train-scheduler")
+        with gr.Row():
+            warmup = gr.Number(value=d.warmup_ratio, label="Warmup ratio", minimum=0, maximum=0.99, info=help_of["warmup_ratio"], elem_id="train-warmup")
+            save_steps = gr.Number(value=d.save_steps, label="Save every N steps", precision=0, minimum=1, info=help_of["save_steps"], elem_id="train-save-steps")
+        with gr.Row():
+            checkpointing = gr.Checkbox(value=d.gradient_checkpointing, label="Gradient checkpointing", info=help_of["gradient_checkpointing"], elem_id="train-checkpointing")
+            eval_fraction = gr.Number(value=d.eval_fraction, label="Eval fraction", minimum=0, maximum=0.9, info="Share of the rows held out for eval loss (0 = none).", elem_id="train-eval-fraction")
+        with gr.Row():
+            alpha = gr.Number(value=0, label="LoRA alpha (0 = 2 × rank)", precision=0, minimum=0, elem_id="train-lora-alpha")
+            dropout = gr.Number(value=d.lora_dropout, label="LoRA dropout", minimum=0, maximum=0.9, elem_id="train-lora-dropout")
+            target = gr.Dropdown(choices=list(LORA_TARGETS), value=d.lora_target, label="LoRA targets", elem_id="train-lora-target")
+        with gr.Row():
+            dora = gr.Checkbox(value=d.use_dora, label="DoRA", info=help_of["use_dora"], elem_id="train-dora")
+            rslora = gr.Checkbox(value=d.use_rslora, label="rsLoRA", info=help_of["use_rslora"], elem_id="train-rslora")
+        trust = gr.Checkbox(value=False, label="trust_remote_code", info="Off unless you trust the model's own Python code.", elem_id="train-trust-remote-code")
+        warning = gr.HTML(visible=False, elem_id="train-trust-warning")
+    trust.change(lambda on: gr.update(value=status_html(TRUST_WARNING, "warn") if on else "", visible=bool(on)), trust, warning)
+    widgets = {"gradient_accumulation_steps": accumulation, "lr_scheduler_type": scheduler, "warmup_ratio": warmup, "save_steps": save_steps,
+               "gradient_checkpointing": checkpointing, "eval_fraction": eval_fraction, "lora_alpha": alpha, "lora_dropout": dropout,
+               "lora_target": target, "use_dora": dora, "use_rslora": rslora, "trust_remote_code": trust}
+    return widgets, warning
+
+
 def show_method_knobs(method):
     shown = set(METHOD_KNOBS.get(method, ()))
     return [gr.update(visible=name in shown) for name in KNOB_NAMES]
 
 
 def build(dataset_path: gr.State) -> dict:
-    gr.Markdown("### 2 · Train\nTraining runs in its own process: closing the browser does not stop it, and reopening the studio shows it again.")
+    gr.Markdown("### Train\nTraining runs in its own process: closing the browser does not stop it, and reopening the studio shows it again.")
     with gr.Row():
-        with gr.Column(scale=1):
-            model = gr.Textbox(value="embedded", label="Model", info="`embedded` (SmolLM2-135M-Instruct), a local folder, a .gguf file or a hub id", elem_id="train-model")
+        with gr.Column(scale=1, elem_id="train-form"):
+            model = gr.Dropdown(choices=[("embedded · SmolLM2-135M-Instruct (works offline)", "embedded")], value="embedded", allow_custom_value=True,
+                                label="Model", info="Pick one, or type a local folder, a .gguf file or a hub id", elem_id="train-model")
             method = gr.Dropdown(choices=[(f"{k} — {v}", k) for k, v in METHODS.items()], value="lora", label="Method", elem_id="train-method")
-            data = gr.Textbox(label="Dataset", info="Filled in by the Data tab; or type a path", elem_id="train-data")
+            data = gr.Textbox(label="Dataset", info="Filled in by the Data tab; or type a path", placeholder="Load a dataset in the Data tab first", elem_id="train-data")
             with gr.Row():
                 epochs = gr.Number(value=1, label="Epochs", minimum=0.01, elem_id="train-epochs")
                 max_steps = gr.Number(value=0, label="Max steps (0 = use epochs)", precision=0, elem_id="train-max-steps")
@@ -81,25 +114,34 @@ def build(dataset_path: gr.State) -> dict:
                 max_length = gr.Number(value=256, label="Max length (tokens)", precision=0, minimum=16, elem_id="train-maxlen")
                 lora_r = gr.Number(value=16, label="LoRA rank", precision=0, minimum=1, elem_id="train-rank")
             knob_widgets = build_method_knobs()
+            advanced, trust_warning = build_advanced()
             with gr.Row():
                 start = gr.Button("Start training", variant="primary", elem_id="train-start")
-                stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+                stop = gr.Button("Stop", variant="secondary", interactive=False, elem_id="train-stop")
             action = gr.HTML(elem_id="train-action")
         with gr.Column(scale=2):
-            monitor = build_monitor()
+            monitor = build_monitor(stop)
             run_picker = monitor["run_picker"]
-    # Clone run / presets fill these widgets: add a knob here to have it cloned and saved too.
+    # Clone run / presets / Apply / restore fill these widgets: add a knob here to have it cloned and saved too.
     form = {"model": model, "method": method, "data": data, "num_train_epochs": epochs, "max_steps": max_steps, "learning_rate": learning_rate,
-            "per_device_train_batch_size": batch_size, "max_length": max_length, "lora_r": lora_r, **knob_widgets}
+            "per_device_train_batch_size": batch_size, "max_length": max_length, "lora_r": lora_r, **knob_widgets, **advanced}
+    keys = list(form)
     with gr.Row():
         build_reuse(form, run_picker)
+    started = gr.State(None)
 
     dataset_path.change(lambda p: p or gr.skip(), dataset_path, data)
-    start.click(
-        start_run,
-        [model, method, data, epochs, max_steps, learning_rate, batch_size, max_length, lora_r, *knob_widgets.values()],
-        [action, run_picker],
-    )
+    start.click(lambda *values: start_run(keys, *values), list(form.values()), [action, run_picker, started])
     method.change(show_method_knobs, method, list(knob_widgets.values()))
     stop.click(stop_run, run_picker, action)
-    return {"run_picker": run_picker, "refresh_choices": lambda: gr.update(choices=run_choices(), value=default_run()), "form": form}
+
+    def restore():
+        """After a (re)load: watch the live or newest run, with the form filled from its config."""
+        run_id = default_run()
+        raw = monitor["run_config"](run_id) or {}
+        values = raw_to_form(keys, raw)
+        values[keys.index("model")] = gr.update(choices=model_choices(), value=raw["model"]) if "model" in raw else gr.update(choices=model_choices())
+        return [gr.update(choices=run_choices(), value=run_id), *values]
+
+    return {"run_picker": run_picker, "form": form, "started": started, "restore": restore, "restore_targets": [run_picker, *form.values()],
+            "refresh_choices": lambda: gr.update(choices=run_choices())}

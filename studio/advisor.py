@@ -173,14 +173,25 @@ def decide(answers: Answers) -> Recommendation:
     if tune and answers.examples < MIN_EXAMPLES:
         reasons = rag + tune + [_reason("few-examples", f"(you have {answers.examples})")]
         approach = "rag" if rag else "prompting"
-        return Recommendation(approach, reasons, NEXT_STEPS[approach])
+        return _without_eval(Recommendation(approach, reasons, NEXT_STEPS[approach]), answers)
     if tune and not answers.has_eval_set:
         return Recommendation("build-eval-first", rag + tune + [_reason("no-eval")], NEXT_STEPS["build-eval-first"])
     if tune and rag:
         return Recommendation("both", rag + tune + [_reason("both-domain-assistant")], NEXT_STEPS["both"])
     if tune:
         return Recommendation("fine-tune", tune, NEXT_STEPS["fine-tune"])
-    return Recommendation("rag", rag, NEXT_STEPS["rag"])  # every goal gives a tune or a RAG signal
+    return _without_eval(Recommendation("rag", rag, NEXT_STEPS["rag"]), answers)  # every goal gives a tune or a RAG signal
+
+
+def _without_eval(recommendation: Recommendation, answers: Answers) -> Recommendation:
+    """Prompting or RAG instead of a fine-tune: without an eval set the approach stays (`no-eval`
+    turns only a fine-tune into build-eval-first), but the eval comes first in the next step, so
+    the prompt or the retrieval is judged on held-out prompts and a later fine-tune has its eval."""
+    if answers.has_eval_set:
+        return recommendation
+    recommendation.reasons.append(_reason("no-eval", "(it also judges this prompt or retrieval, and any later fine-tune)"))
+    recommendation.next_step = NEXT_STEPS["build-eval-first"].replace(", then ask again.", "; then: ") + recommendation.next_step[0].lower() + recommendation.next_step[1:]
+    return recommendation
 
 
 # ---------------------------------------------------------------- dataset signals
@@ -362,12 +373,14 @@ class Preset:
         return {"method": self.method, "values": self.values, "reasons": self.reasons, "estimate": self.estimate}
 
     def run_config_values(self, data: str = "", model: str = "embedded") -> dict:
-        """Keys and values for `RunConfig.from_dict` (only keys RunConfig knows)."""
+        """Keys and values for `RunConfig.from_dict` (only keys RunConfig knows). An empty `data` and
+        a model Train cannot load (an estimator-only architecture name) are left out, so applying
+        the preset keeps what the Train form already has for them."""
         from .config import RunConfig
 
         known = set(RunConfig.__dataclass_fields__)
-        values = {"model": model, "method": self.method, "data": data, **self.values}
-        return {k: v for k, v in values.items() if k in known}
+        values = {"model": model if trainable_model(model) else None, "method": self.method, "data": data or None, **self.values}
+        return {k: v for k, v in values.items() if k in known and v is not None}
 
 
 @dataclass
@@ -381,7 +394,19 @@ def _round_up(value: int, step: int) -> int:
     return max(step, int(math.ceil(value / step)) * step)
 
 
-def pick_method(*, shape: str = "instruction", goal: str = "style", examples: int = 1000, token_p95: int = 512,
+def trainable_model(model: str | None) -> bool:
+    """Whether a run can load `model`: `embedded`, a local folder or file, or a hub id. A bare
+    architecture name (`Llama-3.1-8B`) only sizes the estimate."""
+    from .models import is_hub_id
+
+    text = str(model or "").strip()
+    return text in ("", "embedded", "default") or Path(text).expanduser().exists() or is_hub_id(text)
+
+
+DEFAULT_MAX_LENGTH = 512  # without a dataset to measure
+
+
+def pick_method(*, shape: str = "instruction", goal: str = "style", examples: int = 1000, token_p95: int | None = None,
                 model: str = "embedded", device: str = "gpu", wants_scalar_reward: bool = False,
                 has_principles: bool = False) -> MethodChoice:
     """Choose among the seven techniques and size a preset; every choice says why in one line."""
@@ -406,7 +431,7 @@ def pick_method(*, shape: str = "instruction", goal: str = "style", examples: in
         reasons.append(("method-shape", "instruction pairs → supervised LoRA on the chat template (the loss on the replies only)."))
 
     arch = load_architecture(model)
-    max_length = min(4096, _round_up(max(token_p95, 32), 64))
+    max_length = min(4096, _round_up(max(token_p95, 32), 64)) if token_p95 else DEFAULT_MAX_LENGTH
     batch = 8 if arch.params < 1e9 else 4
     gradient_checkpointing = arch.params >= 1e9
 
@@ -455,7 +480,8 @@ def pick_method(*, shape: str = "instruction", goal: str = "style", examples: in
     why = {
         "num_train_epochs": f"{examples} examples: " + ("small sets need a few passes." if epochs == 3 else "two passes learn without memorising." if epochs == 2 else "one pass is enough; more overfits."),
         "learning_rate": "a tiny model needs a larger step to move." if tiny and adapters else ("adapters tolerate 1e-4..1e-3." if adapters else "every weight moves: keep it small (1e-5..5e-5)."),
-        "max_length": f"covers 95% of your examples (p95 = {token_p95} tokens, rounded up to 64); longer ones are truncated.",
+        "max_length": (f"covers 95% of your examples (p95 = {token_p95} tokens, rounded up to 64); longer ones are truncated." if token_p95
+                       else f"no dataset loaded: {DEFAULT_MAX_LENGTH} tokens, a common default; load your data to size it to your examples."),
         "per_device_train_batch_size": f"largest that fits comfortably ({fitted.peak_gib:.1f} GiB estimated on {device}).",
         "gradient_accumulation_steps": f"effective batch {batch * grad_accum}: smoother updates." if grad_accum > 1 else "few examples: update every step.",
         "gradient_checkpointing": "recompute activations to fit the card." if gradient_checkpointing else "the model is small: skip the recompute and train faster.",
@@ -477,7 +503,7 @@ def advise(answers: Answers, *, signals: DatasetSignals | None = None, model: st
             shape=signals.shape if signals else "instruction",
             goal=answers.goal,
             examples=signals.examples if signals else answers.examples,
-            token_p95=signals.token_p95 if signals else 512,
+            token_p95=signals.token_p95 if signals else None,
             model=model,
             device=device,
             wants_scalar_reward=wants_scalar_reward,

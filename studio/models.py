@@ -441,3 +441,41 @@ def load_causal_lm(resolved: ResolvedModel, *, dtype=None, quantization_config=N
 def local_device_map() -> dict:
     """Place a quantised model on this process's GPU: under `accelerate launch`, each rank its own."""
     return {"": int(os.environ.get("LOCAL_RANK", "0"))}
+
+
+def model_choices(used: list[str] | tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """(label, source) for a model picker: the embedded model, GGUF files converted before, local
+    folders and .gguf files earlier runs used (`used`, still on disk), and hub ids already in the
+    Hugging Face cache (these load offline)."""
+    choices: list[tuple[str, str]] = [(f"embedded · {EMBEDDED_NAME} (works offline)", EMBEDDED)]
+    seen = {EMBEDDED}
+
+    def add(label: str, value: str) -> None:
+        if value not in seen:
+            seen.add(value)
+            choices.append((label, value))
+
+    try:
+        embedded = str(embedded_gguf_path())
+    except StudioError:
+        embedded = ""
+    for manifest in sorted(models_dir().glob(f"*/{MANIFEST}")):
+        try:
+            source = json.loads(manifest.read_text()).get("source_gguf", "")
+        except (OSError, ValueError):
+            continue
+        if source and source != embedded and Path(source).is_file():
+            add(f"GGUF, converted · {Path(source).name}", source)
+    for source in used:
+        text = str(source or "").strip()
+        if text and text not in (EMBEDDED, "default") and not is_hub_id(text) and Path(text).expanduser().exists():
+            add(f"{'GGUF' if text.endswith('.gguf') else 'folder'} · {text}", text)
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        cached = sorted(repo.repo_id for repo in scan_cache_dir().repos if repo.repo_type == "model")
+    except Exception:  # noqa: BLE001 (no cache folder yet, or one being written)
+        cached = []
+    for repo_id in cached:
+        add(f"hub, cached · {repo_id}", repo_id)
+    return choices

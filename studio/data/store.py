@@ -43,13 +43,38 @@ def import_file(source: str | Path, fmt: str | None = None, *, mapping: dict | s
     return target, loaded
 
 
+def _text(message: dict) -> str:
+    """A message's text, with its tool calls written out (`→ name({...})`) so tool rows are not blank."""
+    parts = [str(message.get("content") or "")]
+    for call in message.get("tool_calls") or []:
+        function = call.get("function", call) if isinstance(call, dict) else {}
+        arguments = function.get("arguments", "")
+        arguments = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+        parts.append(f"→ {function.get('name', '?')}({arguments})")
+    return "\n".join(p for p in parts if p)
+
+
 def preview_rows(loaded: Loaded, limit: int = 20) -> list[dict]:
-    """A flat preview: system / user / assistant text of the first turns of each example."""
+    """A flat preview of the first examples. Preference pairs: prompt / chosen / rejected; KTO rows:
+    prompt / completion / label; conversations: user / assistant of the first turns (tool calls
+    written out), the system prompt only when some example has one."""
     rows = []
     for convo in loaded.conversations[:limit]:
         messages = convo["messages"]
-        first = lambda role: next((m["content"] for m in messages if m["role"] == role), "")  # noqa: E731
-        rows.append({"system": first("system"), "user": first("user"), "assistant": first("assistant"), "turns": len(messages)})
+        first = lambda role: next((_text(m) for m in messages if m["role"] == role), "")  # noqa: E731
+        last = lambda turns: _text(turns[-1]) if isinstance(turns, list) and turns else str(turns or "")  # noqa: E731
+        if "rejected" in convo:
+            prompt = [m for m in convo.get("prompt") or messages if m.get("role") == "user"]
+            row = {"system": first("system"), "prompt": last(prompt), "chosen": last(convo.get("chosen")), "rejected": last(convo.get("rejected"))}
+        elif "label" in convo and "completion" in convo:
+            row = {"system": first("system"), "prompt": first("user"), "completion": last(convo.get("completion")), "label": "good" if convo["label"] else "bad"}
+        else:
+            tools = [_text(m) for m in messages if m.get("tool_calls")]
+            row = {"system": first("system"), "user": first("user"), "assistant": first("assistant") or (tools[0] if tools else ""), "turns": len(messages)}
+        rows.append(row)
+    if not any(row["system"] for row in rows):
+        for row in rows:
+            del row["system"]
     return rows
 
 

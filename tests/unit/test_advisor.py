@@ -119,8 +119,34 @@ def test_every_reason_names_a_known_rule_and_every_approach_has_a_next_step():
                             result = decide(Answers(examples, goal, changes, citations, eval_set, size))
                             seen.add(result.approach)
                             assert result.reasons and all(r.rule in RULES and r.text.startswith(RULES[r.rule]) for r in result.reasons)
-                            assert result.next_step == advisor.NEXT_STEPS[result.approach]
+                            assert result.next_step.lower().endswith(advisor.NEXT_STEPS[result.approach].lower())
     assert seen == set(advisor.APPROACHES)
+
+
+@pytest.mark.parametrize("case", [dict(goal="style", examples=20), dict(goal="knowledge", knowledge_size="large", examples=500),
+                                  dict(goal="style", examples=500), dict(goal="knowledge", knowledge_changes="weekly", examples=20)])
+def test_the_eval_set_answer_changes_the_advice_as_the_rules_say(case):
+    """`no-eval` turns only a fine-tune into build-eval-first; prompting or RAG stay, with the eval first in the next step."""
+    with_eval, without = decide(answers(**case, has_eval_set=True)), decide(answers(**case, has_eval_set=False))
+    assert "no-eval" not in [r.rule for r in with_eval.reasons] and "no-eval" in [r.rule for r in without.reasons]
+    assert without.next_step.startswith(advisor.NEXT_STEPS["build-eval-first"].split(",")[0])
+    assert without.approach == ("build-eval-first" if with_eval.approach == "fine-tune" else with_eval.approach)
+
+
+def test_without_a_dataset_the_preset_states_no_dataset_facts():
+    result = advisor.advise(answers(goal="style", examples=500, has_eval_set=True))
+    why = result.preset.reasons["max_length"]
+    assert "p95" not in why and "95%" not in why and "no dataset" in why
+    assert result.preset.values["max_length"] == advisor.DEFAULT_MAX_LENGTH
+
+
+def test_apply_never_writes_an_estimator_only_model_name(tmp_path):
+    result = advisor.advise(answers(goal="style", examples=500, has_eval_set=True), model="Llama-3.1-8B")
+    assert result.preset.estimate  # the architecture sized the estimate...
+    assert "model" not in result.preset.run_config_values(model="Llama-3.1-8B")  # ...but Train keeps its own model
+    assert "data" not in result.preset.run_config_values(data="", model="embedded")  # and its dataset
+    for trainable in ("embedded", "HuggingFaceTB/SmolLM2-135M-Instruct", str(tmp_path)):
+        assert result.preset.run_config_values(model=trainable)["model"] == trainable
 
 
 # ------------------------------------------------------------------ input checks

@@ -1,0 +1,116 @@
+"""What the studio is doing right now, cheaply enough to poll every few seconds: the hardware
+(GPU name and memory from nvidia-smi, or the CPU), the active run with its progress, and the queue.
+
+No torch import: the UI process must not load CUDA just to show a status line.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import registry
+from .progress import Progress, format_seconds, progress_from
+
+TAIL_BYTES = 64 * 1024  # enough rows for the step, the loss and the recent pace
+
+
+@dataclass
+class Hardware:
+    label: str  # "NVIDIA H200 · 1.2/139.8 GiB" or "CPU · 8 cores"
+    gpu: bool
+
+
+def _gib(mib: str) -> float:
+    return float(mib) / 1024
+
+
+def hardware() -> Hardware:
+    """One nvidia-smi query (about 30 ms) where it exists; else the CPU's core count."""
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "--query-gpu=name,memory.used,memory.total", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=5)
+            gpus = [[part.strip() for part in line.split(",")] for line in out.stdout.strip().splitlines() if line.count(",") == 2]
+            if out.returncode == 0 and gpus:
+                name, used, total = gpus[0]
+                label = f"{name} · {_gib(used):.1f}/{_gib(total):.0f} GiB"
+                if len(gpus) > 1:
+                    used_all = sum(_gib(g[1]) for g in gpus)
+                    total_all = sum(_gib(g[2]) for g in gpus)
+                    label = f"{len(gpus)}× {name} · {used_all:.1f}/{total_all:.0f} GiB"
+                return Hardware(label, True)
+        except (OSError, subprocess.TimeoutExpired, ValueError):
+            pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return Hardware(f"CPU · {cores} cores", False)
+
+
+def tail_metrics(path: Path, max_bytes: int = TAIL_BYTES) -> list[dict]:
+    """The complete rows in the last `max_bytes` of metrics.jsonl (a long run's file is not re-read whole)."""
+    import json
+
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            data = handle.read()
+    except OSError:
+        return []
+    lines = data.split(b"\n")
+    if size > max_bytes:
+        lines = lines[1:]  # the first line is cut
+    rows = []
+    for line in lines:
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
+
+
+@dataclass
+class ActiveRun:
+    id: str
+    name: str
+    status: str
+    progress: Progress
+
+    def describe(self) -> str:
+        if self.status == "queued":
+            return f"{self.name} · queued"
+        p = self.progress
+        if not p.step:
+            return f"{self.name} · starting"
+        parts = [self.name, f"step {p.step}" + (f"/{p.max_steps}" if p.max_steps else "")]
+        if p.last_loss is not None:
+            parts.append(f"loss {p.last_loss:.3f}")
+        if p.eta_s is not None:
+            parts.append(f"ETA {format_seconds(p.eta_s)}")
+        return " · ".join(parts)
+
+
+@dataclass
+class Overview:
+    hardware: Hardware
+    active: ActiveRun | None
+    queued: int  # runs waiting for the GPU (the active run is not counted)
+
+
+def overview() -> Overview:
+    runs = registry.list_runs()
+    running = [r for r in runs if r.status == "running"]
+    queued = [r for r in runs if r.status == "queued"]
+    record = (running or queued or [None])[0]
+    active = None
+    if record is not None:
+        rows = tail_metrics(record.run_dir / "metrics.jsonl")
+        active = ActiveRun(record.id, record.name, record.status, progress_from(rows, record.started, time.time()))
+    waiting = len(queued) - (1 if record is not None and record.status == "queued" else 0)
+    return Overview(hardware(), active, waiting)
