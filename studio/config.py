@@ -30,10 +30,12 @@ METHODS = {
     "rloo": "RLOO: critic-free RL against a reward model (the lighter alternative to PPO)",
     "rlhf": "RLHF chain: SFT -> reward model -> PPO (or RLOO), each stage feeding the next",
     "constitutional": "Constitutional AI: the model critiques and revises its answers against principles, then trains on them",
+    "grpo": "GRPO: RL with verifiable rewards (regex, JSON, exact/numeric answer, length, reward model, your Python), no critic",
 }
 PREFERENCE_METHODS = ("dpo", "reward")
 RL_METHODS = ("ppo", "rloo", "rlhf")
 DPO_LOSSES = ("sigmoid", "ipo", "hinge")
+GRPO_WEIGHTS = ("lora", "qlora", "full")
 CAI_MODES = {"sl": "SFT on the revisions", "rl": "DPO on AI-judged pairs", "both": "SFT on the revisions, then DPO"}
 # The method-specific knobs each method uses (the Train tab shows only these).
 METHOD_KNOBS = {
@@ -43,6 +45,7 @@ METHOD_KNOBS = {
     "rloo": ("reward_model", "response_length", "kl_coef", "num_generations"),
     "rlhf": ("sft_data", "rl_algorithm", "reward_model", "response_length", "kl_coef", "ppo_epochs", "num_generations"),
     "constitutional": ("constitution", "cai_mode", "judge_model", "response_length", "dpo_beta"),
+    "grpo": ("rewards", "weights", "response_length", "kl_coef", "num_generations"),
 }
 LORA_TARGETS = {"all-linear": "all-linear", "attention": ["q_proj", "k_proj", "v_proj", "o_proj"]}
 
@@ -93,10 +96,20 @@ class RunConfig:
     reward_model: str = _f("", "PPO/RLOO: a trained reward model (run id or folder). Empty: train one first from the preference `data`.")
     sft_data: str = _f("", "RLHF chain: instruction/chat data for the SFT stage (the `data` file holds the preference pairs).")
     rl_algorithm: str = _f("ppo", "RLHF chain: the RL stage, ppo (with a value model) or rloo (critic-free).")
-    response_length: int = _f(64, "PPO/RLOO/Constitutional AI: new tokens generated per prompt.")
-    kl_coef: float = _f(0.05, "PPO/RLOO: KL penalty coefficient against the reference policy.")
+    response_length: int = _f(64, "PPO/RLOO/GRPO/Constitutional AI: new tokens generated per prompt.")
+    kl_coef: float = _f(0.05, "PPO/RLOO/GRPO: KL penalty coefficient against the reference policy (GRPO: 0 skips the reference pass and the KL plot).")
     ppo_epochs: int = _f(4, "PPO: optimisation epochs over each batch of rollouts.")
-    num_generations: int = _f(4, "RLOO: completions sampled per prompt; the batch (x accumulation) must be a multiple of it.")
+    num_generations: int = _f(4, "RLOO/GRPO: completions sampled per prompt; the batch (x accumulation) must be a multiple of it.")
+    rewards: list = _f(
+        [],
+        "GRPO: the reward functions, each {type, weight (default 1), name (optional), ...}, summed with their weights. Types: "
+        "regex {pattern, match: search|full}; json_valid {schema: optional JSON Schema mapping or .json file}; "
+        "exact (normalised match with the reference answer); numeric {tolerance} (last number vs the reference's); "
+        "length {min, max, unit: chars|words}; reward_model {run: a reward run id or folder}; "
+        "python {file: a .py defining reward(prompt, completion, reference) -> float; it runs in the training process}. "
+        "exact and numeric need instruction data (its reply is the reference).",
+    )
+    weights: str = _f("lora", "GRPO: what trains: lora (an adapter; the KL reference is the adapter switched off), qlora (an adapter on a 4-bit NF4 base, needs CUDA) or full (every weight; the KL reference is a second copy).")
     constitution: str = _f("", "Constitutional AI: a YAML/JSON file of principles (empty: the studio's default constitution).")
     cai_mode: str = _f("sl", "Constitutional AI: sl (SFT on revisions), rl (DPO on AI-judged pairs) or both.")
     judge_model: str = _f("", "Constitutional AI (rl/both): the model that judges answer pairs (empty: the model itself).")
@@ -169,9 +182,9 @@ class RunConfig:
             bad("lora_target", f"'{self.lora_target}' is not one of {', '.join(LORA_TARGETS)}.")
         if self.lr_scheduler_type not in ("linear", "cosine", "constant", "constant_with_warmup"):
             bad("lr_scheduler_type", f"'{self.lr_scheduler_type}' is not supported.")
-        self.validate_method_fields(bad)
+        self.validate_method_fields(bad, where)
 
-    def validate_method_fields(self, bad) -> None:
+    def validate_method_fields(self, bad, where: str = "config") -> None:
         """Checks of the preference, RL and Constitutional AI knobs (only those the method uses)."""
         if self.method in ("dpo", "kto"):
             if not (math.isfinite(self.dpo_beta) and self.dpo_beta > 0):
@@ -181,11 +194,26 @@ class RunConfig:
         if self.method == "dpo":
             if self.dpo_loss_type not in DPO_LOSSES:
                 bad("dpo_loss_type", f"'{self.dpo_loss_type}' is not one of {', '.join(DPO_LOSSES)}.")
-        if self.method in RL_METHODS or self.method == "constitutional":
+        if self.method in RL_METHODS or self.method in ("constitutional", "grpo"):
             if self.response_length < 1:
                 bad("response_length", f"must be at least 1, got {self.response_length}.")
             if self.response_length >= self.max_length:
                 bad("response_length", f"{self.response_length} leaves no room for the prompt within max_length {self.max_length}; raise max_length or lower it.")
+        if self.method == "grpo":
+            from .rewards import validate_rewards
+
+            if not self.rewards:
+                bad("rewards", "GRPO needs at least one reward, e.g. rewards: [{type: json_valid}, {type: regex, pattern: '^\\{'}].")
+            validate_rewards(self.rewards, where=where)
+            if not (math.isfinite(self.kl_coef) and self.kl_coef >= 0):
+                bad("kl_coef", f"must be 0 or more, got {self.kl_coef}.")
+            if self.weights not in GRPO_WEIGHTS:
+                bad("weights", f"'{self.weights}' is not one of {', '.join(GRPO_WEIGHTS)}.")
+            batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
+            if self.num_generations < 2:
+                bad("num_generations", f"GRPO compares at least 2 completions per prompt, got {self.num_generations}.")
+            if batch % self.num_generations:
+                bad("num_generations", f"per_device_train_batch_size x gradient_accumulation_steps ({batch}) must be a multiple of num_generations ({self.num_generations}).")
         if self.method in RL_METHODS:
             if not (math.isfinite(self.kl_coef) and self.kl_coef >= 0):
                 bad("kl_coef", f"must be 0 or more, got {self.kl_coef}.")
@@ -211,7 +239,7 @@ class RunConfig:
 
     @property
     def uses_adapter(self) -> bool:
-        return self.method in ("lora", "qlora")
+        return self.method in ("lora", "qlora") or (self.method == "grpo" and self.weights != "full")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -229,7 +257,18 @@ class RunConfig:
 
 def _coerce(spec: dataclasses.Field, value: Any, where: str) -> Any:
     """YAML gives strings for `2e-4`-style numbers sometimes; convert with a clear message."""
-    target = spec.type if isinstance(spec.type, type) else {"int": int, "float": float, "str": str, "bool": bool}[spec.type]
+    target = spec.type if isinstance(spec.type, type) else {"int": int, "float": float, "str": str, "bool": bool, "list": list}[spec.type]
+    if target is list:
+        if isinstance(value, str):  # a YAML/JSON list typed into a text box
+            try:
+                value = yaml.safe_load(value) if value.strip() else []
+            except yaml.YAMLError as err:
+                raise StudioError(f"{spec.name}: not a valid YAML/JSON list ({getattr(err, 'problem', err)}).", where=where) from None
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise StudioError(f"{spec.name}: expected a list, got {value!r}.", where=where)
+        return value
     if target is bool:
         if isinstance(value, bool):
             return value

@@ -17,8 +17,9 @@ MODULES = {
     "rloo": "ppo",
     "rlhf": "ppo",
     "constitutional": "constitutional",
+    "grpo": "grpo",
 }
-SFT_FORMATS_REFUSED = {"preference": "dpo or reward", "prompt_only": "ppo, rloo or constitutional", "kto": "dpo (after converting to pairs)"}
+SFT_FORMATS_REFUSED = {"preference": "dpo or reward", "prompt_only": "grpo, ppo, rloo or constitutional", "kto": "dpo (after converting to pairs)"}
 
 
 def runner_for(method: str):
@@ -45,6 +46,10 @@ def check_data(cfg) -> None:
                 hint="Set reward_model: to a reward run's id or folder, or " + PREFERENCE_HINT,
             )
         read_prompts(cfg.data)
+    elif method == "grpo":
+        from .grpo import check_references, read_rows
+
+        check_references(cfg, read_rows(cfg.data))
     elif method == "constitutional":
         read_prompts(cfg.data)
         from .constitutional import load_constitution

@@ -143,7 +143,7 @@ def quantization(cfg: RunConfig):
     """4-bit NF4 with double quantisation (QLoRA) when `quantize_4bit` is set; bf16 compute on CUDA."""
     import torch
 
-    if not getattr(cfg, "quantize_4bit", False):
+    if not (getattr(cfg, "quantize_4bit", False) or getattr(cfg, "weights", "") == "qlora"):
         return None
     from transformers import BitsAndBytesConfig
 

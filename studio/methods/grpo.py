@@ -1,0 +1,202 @@
+"""GRPO: reinforcement learning with verifiable rewards, through TRL's GRPOTrainer.
+
+For each prompt the policy samples `num_generations` completions (at most `response_length` new
+tokens); the weighted sum of the `rewards` (studio.rewards) scores each, and the advantage of a
+completion is its reward against its group's mean: no critic and no reward model are needed.
+
+- data: prompt-only, or instruction/chat/preference data, whose reply becomes the `reference`
+  column handed to the rewards (exact, numeric, python); a prompt-only row's `answer`,
+  `reference`, `solution` or `ground_truth` field is used the same way.
+- weights: lora (KL reference = the adapter switched off), qlora, or full (TRL loads a second
+  copy as the KL reference when kl_coef > 0).
+- logs: TRL's `rewards/<name>/mean` per function, `reward` (the weighted total), `kl`,
+  `completions/mean_length`; and `completions.jsonl` in the run folder: the sampled completions of
+  each logged step with each function's reward.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .. import models
+from ..config import RunConfig
+from ..data import load_dataset_file
+from ..data.formats import prompt_and_reply
+from ..errors import StudioError
+from ..rewards import RewardError, build_reward_funcs, text_of
+from .common import PROMPT_HINT, load_policy, log_trainable, lora_config, prepare_tokenizer, save_trained, split, train_and_finish, training_kwargs
+from .context import RunContext
+
+COMPLETIONS_FILE = "completions.jsonl"
+REFERENCE_COLUMNS = ("reference", "answer", "solution", "ground_truth")
+COMPLETIONS_PER_STEP = 8  # rows of the sampled-completions table written per logged step
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """{"prompt": messages, "reference": str | None} from prompt-only, instruction, chat or preference data."""
+    loaded = load_dataset_file(path)
+    if loaded.format == "text":
+        raise StudioError("this dataset is raw text, which has no prompts.", where=str(path), hint=PROMPT_HINT[0].upper() + PROMPT_HINT[1:])
+    raw_kept = loaded.kept if len(loaded.kept) == len(loaded.conversations) else []  # raw row of each train example
+    rows = []
+    for index, example in enumerate(loaded.conversations + loaded.eval_conversations):
+        prompt, reply = prompt_and_reply(example)
+        if not prompt:
+            continue
+        reference = None
+        if reply and example.get("label", True):  # a KTO row labelled undesirable is no reference
+            reference = "\n".join(m["content"] for m in reply if m["role"] == "assistant") or None
+        elif index < len(raw_kept) and isinstance(loaded.rows[raw_kept[index]], dict):
+            raw = loaded.rows[raw_kept[index]]
+            value = next((raw[c] for c in REFERENCE_COLUMNS if raw.get(c) not in (None, "")), None)
+            reference = None if value is None else (value if isinstance(value, str) else json.dumps(value))
+        rows.append({"prompt": prompt, "reference": reference})
+    if not rows:
+        raise StudioError("no usable prompts in the dataset.", where=str(path), hint=PROMPT_HINT[0].upper() + PROMPT_HINT[1:])
+    return rows
+
+
+def check_references(cfg: RunConfig, rows: list[dict]) -> None:
+    """exact/numeric compare with a reference: refuse data that has none (checked before any model loads)."""
+    needing = [i for i, spec in enumerate(cfg.rewards) if spec.get("type") in ("exact", "numeric")]
+    if needing and not any(r["reference"] for r in rows):
+        position = needing[0]
+        raise StudioError(
+            f"rewards[{position}] ({cfg.rewards[position]['type']}) compares with a reference answer, but no row of the data has one.",
+            where=str(cfg.data),
+            hint="Use instruction data (its reply is the reference), or add an `answer` field to each prompt.",
+        )
+
+
+def reward_model_scorer(resolved: models.ResolvedModel, tokenizer):
+    """reward_model rewards: a `reward` run's classifier scoring prompt + completion (on CPU beside the policy)."""
+    from . import reward as reward_method
+
+    def make(spec: dict):
+        model = reward_method.load_reward_model(spec["run"], resolved, tokenizer)
+
+        def batch(prompts, completions, **_):
+            conversations = []
+            for prompt, completion in zip(prompts, completions):
+                prompt = prompt if isinstance(prompt, list) else [{"role": "user", "content": str(prompt)}]
+                conversations.append(prompt + [{"role": "assistant", "content": text_of(completion)}])
+            return reward_method.score(model, tokenizer, conversations)
+
+        return batch
+
+    return make
+
+
+def write_completions(path: Path, step: int, logs: dict, names: list[str], weights: list[float]) -> None:
+    """The last generation batch TRL kept for logging -> rows of the sampled-completions table."""
+    prompts, completions = list(logs["prompt"]), list(logs["completion"])
+    advantages = list(logs["advantages"])
+    per_func = {name: list(logs["rewards"].get(name, [])) for name in names}
+    with open(path, "a") as handle:
+        for index in range(min(len(prompts), COMPLETIONS_PER_STEP)):
+            rewards = {name: _finite(values[index]) if index < len(values) else None for name, values in per_func.items()}
+            total = sum(w * v for w, v in zip(weights, rewards.values()) if v is not None)
+            row = {"step": step, "prompt": _last_user(prompts[index]), "completion": completions[index], "rewards": rewards,
+                   "total": round(total, 4), "advantage": _finite(advantages[index]) if index < len(advantages) else None}
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def read_completions(run_dir: Path, last_steps: int = 3) -> list[dict]:
+    """The sampled-completions rows of the last `last_steps` logged steps (newest first)."""
+    from ..jobs.metrics import read_metrics
+
+    rows = read_metrics(Path(run_dir) / COMPLETIONS_FILE)
+    steps = sorted({r.get("step", 0) for r in rows}, reverse=True)[:last_steps]
+    return [r for step in steps for r in rows if r.get("step", 0) == step]
+
+
+def _finite(value):
+    import math
+
+    return round(float(value), 4) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _last_user(prompt_text: str) -> str:
+    """TRL logs the templated prompt; keep the last user turn's text for the table."""
+    marker = "<|im_start|>user"
+    if marker in prompt_text:
+        prompt_text = prompt_text.rsplit(marker, 1)[1].split("<|im_end|>", 1)[0]
+    return prompt_text.strip()
+
+
+def trainer_class():
+    from trl import GRPOTrainer
+
+    class StudioGRPOTrainer(GRPOTrainer):
+        """GRPOTrainer that also writes the sampled completions of each logged step to the run folder."""
+
+        completions_path: Path | None = None
+        weights: list[float] = []
+        _written_step = -1
+
+        def log(self, logs, start_time=None):
+            training = self.model.training
+            super().log(logs, start_time)
+            step = self.state.global_step
+            if training and self.completions_path and self.accelerator.is_main_process and step > self._written_step and self._logs["prompt"]:
+                self._written_step = step
+                write_completions(self.completions_path, step, self._logs, self.reward_func_names, self.weights)
+
+    return StudioGRPOTrainer
+
+
+def run(cfg: RunConfig, ctx: RunContext) -> dict:
+    from datasets import Dataset
+    from trl import GRPOConfig
+
+    rows = read_rows(cfg.data)
+    check_references(cfg, rows)
+    train, evaluation = split(rows, cfg)
+    with_reference = sum(1 for r in rows if r["reference"])
+    ctx.log(f"data: {len(rows)} prompts ({with_reference} with a reference answer; {len(train)} train, {len(evaluation)} held out)")
+    resolved = models.resolve(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    ctx.log(f"model: {resolved.display_name} ({resolved.kind}) from {resolved.path}")
+    tokenizer = prepare_tokenizer(resolved)
+    tokenizer.padding_side = "left"  # prompts are generated from
+
+    reported: set[str] = set()
+
+    def on_error(error: RewardError, state) -> None:
+        if error.name in reported:
+            return
+        reported.add(error.name)
+        ctx.log(str(error))
+        ctx.metrics.append({"step": getattr(state, "global_step", 0), "time": time.time(), "warning": str(error), "kind": "reward_error",
+                            "reward": error.name, "error_type": error.type, "error": error.message})
+
+    funcs, weights, names = build_reward_funcs(cfg.rewards, on_error=on_error, reward_model_scorer=reward_model_scorer(resolved, tokenizer))
+    ctx.log("rewards: " + ", ".join(f"{n} (x{w:g})" for n, w in zip(names, weights)))
+    model = load_policy(cfg, resolved)
+    kwargs = training_kwargs(cfg, ctx.checkpoints_dir, bool(evaluation))
+    args = GRPOConfig(
+        **kwargs,
+        num_generations=cfg.num_generations,
+        max_completion_length=cfg.response_length,
+        beta=cfg.kl_coef,
+        reward_weights=weights,
+        temperature=1.0,
+        log_completions=False,  # the studio writes its own table (completions.jsonl)
+    )
+    trainer = trainer_class()(
+        model=model,
+        reward_funcs=funcs,
+        args=args,
+        train_dataset=Dataset.from_list(train),
+        eval_dataset=Dataset.from_list(evaluation) if evaluation else None,
+        processing_class=tokenizer,
+        peft_config=lora_config(cfg) if cfg.weights != "full" else None,
+        callbacks=ctx.callbacks(),
+    )
+    trainer.completions_path = ctx.run_dir / COMPLETIONS_FILE
+    trainer.weights = weights
+    log_trainable(trainer.model, ctx)
+    final = train_and_finish(trainer, ctx, evaluation)
+    save_trained(trainer, ctx.run_dir / ("model" if cfg.weights == "full" else "adapter"), tokenizer)
+    return final
