@@ -8,7 +8,7 @@ import json
 from ..errors import StudioError
 from .formats import FORMATS
 
-ACTIONS = ("inspect", "render", "prepare", "versions")
+ACTIONS = ("inspect", "render", "prepare", "split", "versions")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--max-tokens", type=int, default=None, help="drop examples longer than this (model's tokenizer)")
     prepare.add_argument("--scrub-pii", action="store_true", help="replace emails, phone numbers and keys")
     prepare.add_argument("--json", action="store_true")
+    split = sub.add_parser("split", help="the train/eval split a run makes (row ids, studio.data.split) and the train rows that copy an eval row")
+    split.add_argument("path", metavar="PATH", help="a dataset file or saved version (a version's own eval split wins)")
+    split.add_argument("--eval-fraction", type=float, default=0.0, help="as the run config's eval_fraction")
+    split.add_argument("--seed", type=int, default=42)
+    split.add_argument("--near", type=float, default=0.85, help="Jaccard similarity of a near copy (0 checks exact copies only)")
+    split.add_argument("--drop", metavar="NAME", help="save a dataset version NAME without the train rows that copy an eval row")
+    split.add_argument("--json", action="store_true")
     versions = sub.add_parser("versions", help="list saved dataset versions")
     versions.add_argument("name", nargs="?")
     versions.add_argument("--json", action="store_true")
@@ -106,6 +113,23 @@ def main(argv: list[str]) -> int:
             print(result["trained_text"])
             if result["tools_fallback"]:
                 print("note: this chat template has no tool support; the tools and calls are written by the studio's fallback (studio/data/render.py).")
+        return 0
+    if args.action == "split":
+        from . import split as one_split
+
+        loaded = one_split.load_dataset_file(args.path)
+        chosen = one_split.make_split(loaded, args.eval_fraction, args.seed, source=args.path)
+        found = one_split.contamination(loaded, chosen, threshold=args.near or None)
+        report = {"split": chosen.to_json(), "contamination": found.to_json()}
+        if args.drop:
+            report["saved"] = str(one_split.save_without_contamination(loaded, chosen, found, args.drop))
+        if args.json:
+            print(json.dumps(report, ensure_ascii=False))
+        else:
+            print(f"split: {chosen.describe()}")
+            print(f"contamination: {found.summary()}")
+            if args.drop:
+                print(f"saved without them: {report['saved']}")
         return 0
     if args.action == "prepare":
         from .clean import CleanOptions

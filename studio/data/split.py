@@ -191,6 +191,31 @@ def drop_contaminated(split: Split, found: Contamination) -> Split:
     return replace(split, train=[i for i in split.train if i not in gone], dropped=sorted(set(split.dropped) | gone))
 
 
+def clean_version_name(loaded: Loaded) -> str:
+    """The name for a version saved without eval copies: the source version's name, or the file's stem."""
+    base = (loaded.manifest or {}).get("name") or Path(loaded.path).stem
+    return f"{base}-no-eval-copies"
+
+
+def save_without_contamination(loaded: Loaded, split: Split, found: Contamination, name: str | None = None) -> Path:
+    """The "drop them" action: a new saved dataset version whose train rows are the split's train rows
+    minus those that copy an eval row, and whose eval rows are the split's eval rows (so any run on
+    it keeps exactly this held-out set). Returns the version folder."""
+    from .versions import save_version
+
+    if not split.eval:
+        raise StudioError("this dataset has no eval rows, so no train row can copy one.", hint="Set an eval fraction (or save a version with an eval split) first.")
+    clean = drop_contaminated(split, found)
+    counts = {"rows_read": len(loaded.rows), "dropped_eval_copies": len(found.train_ids), **{f"eval_copies_{k}": v for k, v in found.counts().items() if k in ("exact", "near")}}
+    return save_version(
+        name or clean_version_name(loaded), examples(loaded, clean.train), examples(loaded, clean.eval), loaded.format,
+        sources=list(loaded.paths) or [Path(loaded.path)],
+        filters=[{"filter": "drop_eval_copies", "library": "datasketch MinHashLSH", "threshold": found.threshold, "dropped_rows": found.train_ids}],
+        counts=counts,
+        extra={"split": {"from": split.origin, "eval_fraction": split.eval_fraction, "seed": split.seed, "source": split.source}},
+    )
+
+
 # ---------------------------------------------------------------- runs
 
 

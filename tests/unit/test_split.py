@@ -108,3 +108,16 @@ def test_eval_rows_of_a_run_older_than_split_json_recreates_the_same_split(tmp_p
     RunConfig(method="dpo", data=str(data), eval_fraction=0.3, seed=5).save(run_dir / "config.yaml")
     _, source = S.eval_rows(run_dir)
     assert source["rows"] == S.make_split(load_dataset_file(data), 0.3, 5).eval
+
+
+def test_drop_them_saves_a_version_that_keeps_the_eval_rows_and_loses_the_copies(studio_home, tmp_path):
+    rows = [pair(i) for i in range(8)] + [pair(0), pair(1)]
+    loaded = load_dataset_file(write_jsonl(tmp_path / "pairs.jsonl", rows))
+    split = S.Split(str(tmp_path), train=[2, 3, 4, 5, 6, 7, 8, 9], eval=[0, 1], origin="eval_fraction")
+    found = S.contamination(loaded, split)
+    assert found.exact == {8: 0, 9: 1}
+    version = load_dataset_file(S.save_without_contamination(loaded, split, found))
+    again = S.make_split(version, 0.5, 1)
+    assert again.origin == "saved version" and (len(again.train), len(again.eval)) == (6, 2)
+    assert S.contamination(version, again).train_ids == []
+    assert version.manifest["name"] == "pairs-no-eval-copies" and version.manifest["counts"]["dropped_eval_copies"] == 2
