@@ -91,6 +91,37 @@ def build_advanced() -> tuple[dict, gr.HTML]:
     return widgets, warning
 
 
+def check_eval_copies(data, eval_fraction):
+    """The eval split a run on this data would use, and the train rows that copy an eval row (contamination)."""
+    from studio.data import split as one_split
+
+    hidden = gr.update(value="", visible=False)
+    if not str(data or "").strip():
+        return hidden, gr.update(visible=False)
+    try:
+        _, chosen, found = one_split.check(str(data).strip(), float(eval_fraction or 0), RunConfig().seed)
+    except Exception:  # noqa: BLE001  (a bad file gets its message from Start and the Data tab)
+        return hidden, gr.update(visible=False)
+    if not chosen.eval:
+        return hidden, gr.update(visible=False)
+    if not found.train_ids:
+        return gr.update(value=status_html(f"Eval split: {chosen.describe()}; no train row copies an eval row.", "ok"), visible=True), gr.update(visible=False)
+    return gr.update(value=status_html(f"{found.summary()}.", "warn"), visible=True), gr.update(visible=True)
+
+
+def drop_eval_copies(data, eval_fraction):
+    """Drop them: save a dataset version without the train rows that copy an eval row, and train on it."""
+    from studio.data import split as one_split
+
+    try:
+        loaded, chosen, found = one_split.check(str(data or "").strip(), float(eval_fraction or 0), RunConfig().seed)
+        path = one_split.save_without_contamination(loaded, chosen, found)
+    except Exception as err:  # noqa: BLE001
+        return status_html(error_text(err), "error"), gr.skip(), gr.update()
+    message = f"Dropped {len(found.train_ids)} train rows that copied eval rows; training data is now the saved version {path.parent.name}/{path.name}."
+    return status_html(message, "ok"), str(path), gr.update(visible=False)
+
+
 def show_method_knobs(method):
     shown = set(METHOD_KNOBS.get(method, ()))
     return [gr.update(visible=name in shown) for name in KNOB_NAMES]
@@ -119,6 +150,9 @@ def build(dataset_path: gr.State) -> dict:
                 start = gr.Button("Start training", variant="primary", elem_id="train-start")
                 stop = gr.Button("Stop", variant="secondary", interactive=False, elem_id="train-stop")
             action = gr.HTML(elem_id="train-action")
+            with gr.Row(elem_id="train-eval-copies-row"):
+                eval_copies = gr.HTML(visible=False, elem_id="train-eval-copies")
+                drop_copies = gr.Button("Drop them", size="sm", variant="secondary", visible=False, elem_id="train-drop-eval-copies")
         with gr.Column(scale=2):
             monitor = build_monitor(stop)
             run_picker = monitor["run_picker"]
@@ -131,6 +165,9 @@ def build(dataset_path: gr.State) -> dict:
     started = gr.State(None)
 
     dataset_path.change(lambda p: p or gr.skip(), dataset_path, data)
+    for trigger in (data.change, advanced["eval_fraction"].change):  # contamination: train rows that copy an eval row
+        trigger(check_eval_copies, [data, advanced["eval_fraction"]], [eval_copies, drop_copies])
+    drop_copies.click(drop_eval_copies, [data, advanced["eval_fraction"]], [action, data, drop_copies])
     start.click(lambda *values: start_run(keys, *values), list(form.values()), [action, run_picker, started])
     method.change(show_method_knobs, method, list(knob_widgets.values()))
     stop.click(stop_run, run_picker, action)

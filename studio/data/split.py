@@ -191,6 +191,13 @@ def drop_contaminated(split: Split, found: Contamination) -> Split:
     return replace(split, train=[i for i in split.train if i not in gone], dropped=sorted(set(split.dropped) | gone))
 
 
+def check(data: str | Path, eval_fraction: float = 0.0, seed: int = 42, threshold: float | None = NEAR_THRESHOLD) -> tuple[Loaded, Split, Contamination]:
+    """What a run on `data` would hold out, and the train rows that copy an eval row (the Train tab's check)."""
+    loaded = load_dataset_file(data)
+    chosen = make_split(loaded, eval_fraction, seed, source=data)
+    return loaded, chosen, contamination(loaded, chosen, threshold)
+
+
 def clean_version_name(loaded: Loaded) -> str:
     """The name for a version saved without eval copies: the source version's name, or the file's stem."""
     base = (loaded.manifest or {}).get("name") or Path(loaded.path).stem
