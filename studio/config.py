@@ -69,7 +69,9 @@ class RunConfig:
     learning_rate: float = _f(2.0e-4, "Peak learning rate. LoRA: 1e-4..1e-3; full SFT: 1e-5..5e-5.")
     lr_scheduler_type: str = _f("linear", "Learning-rate schedule: linear, cosine, constant, constant_with_warmup.")
     warmup_ratio: float = _f(0.0, "Fraction of steps spent warming the learning rate up from 0.")
-    max_length: int = _f(512, "Token cutoff per example; longer examples are truncated.")
+    max_length: int = _f(512, "Token cutoff per example; longer examples are truncated. SFT drops a row whose whole trained part lies past the cut, and says how many (`data inspect --max-length N` counts them first).")
+    loss_on: str = _f("all_assistant", "SFT (lora/qlora/instruction): which tokens train. all_assistant: every assistant turn, tool calls included (multi-turn and tool-calling data); last_reply: only the last assistant reply. Full SFT trains every token.")
+    truncation_side: str = _f("right", "SFT: what max_length cuts. right: the end of a long row (its answer may be lost: such rows are dropped); left: the start, so the prompt is cut and the answer kept.")
     per_device_train_batch_size: int = _f(4, "Examples per device per step.")
     gradient_accumulation_steps: int = _f(1, "Steps accumulated before each optimiser update.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
@@ -182,6 +184,10 @@ class RunConfig:
             bad("lora_target", f"'{self.lora_target}' is not one of {', '.join(LORA_TARGETS)}.")
         if self.lr_scheduler_type not in ("linear", "cosine", "constant", "constant_with_warmup"):
             bad("lr_scheduler_type", f"'{self.lr_scheduler_type}' is not supported.")
+        if self.loss_on not in ("all_assistant", "last_reply"):
+            bad("loss_on", f"'{self.loss_on}' is not one of all_assistant, last_reply.")
+        if self.truncation_side not in ("right", "left"):
+            bad("truncation_side", f"'{self.truncation_side}' is not one of right, left.")
         self.validate_method_fields(bad, where)
 
     def validate_method_fields(self, bad, where: str = "config") -> None:

@@ -57,7 +57,14 @@ def check_data(cfg) -> None:
         load_constitution(cfg.constitution)
     else:
         loaded = load_dataset_file(cfg.data)
-        if loaded.format in SFT_FORMATS_REFUSED:
+        if loaded.format == "kto":  # SFT keeps the desirable rows only (methods.sft.sft_rows says how many it dropped)
+            if not any(e["label"] for e in loaded.conversations + loaded.eval_conversations):
+                raise StudioError(
+                    f"method `{method}` trains on the desirable rows of KTO data (label true), and this dataset has none.",
+                    where=str(cfg.data),
+                    hint="Use method kto, which learns from undesirable answers too, or add rows with label true.",
+                )
+        elif loaded.format in SFT_FORMATS_REFUSED:
             raise StudioError(
                 f"method `{method}` needs instruction or chat data (alpaca, messages, sharegpt or prompt/completion), but this dataset's format is '{loaded.format}'.",
                 where=str(cfg.data),

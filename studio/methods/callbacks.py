@@ -91,6 +91,9 @@ class MetricsWriter(TrainerCallback):
         for key, value in logs.items():
             if isinstance(value, (int, float)):
                 row[key] = value if math.isfinite(value) else None
+        if "loss" in logs and logs["loss"] is None:  # no token trained since the last log (see sft.StudioSFTTrainer)
+            row["loss"] = None
+            self.warn(state, f"Step {state.global_step}: no token carried loss since the last log (every answer in these batches lies past max_length?), so its loss is not a number, not 0.0.")
         tokens = logs.get("num_tokens")
         if "loss" in logs:
             if tokens is not None and self._last_tokens is not None and now > (self._last_time or now):
