@@ -6,17 +6,16 @@ Per-session state lives in gr.State only."""
 from __future__ import annotations
 
 import html
-from pathlib import Path
 
 import gradio as gr
 
 from studio.jobs import overview
+from studio.resources import asset
 
 from . import chat_tab, data_tab, evaluate_tab, export_tab, method_tab, runs_tab, train_tab
 from .theme import studio_theme
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
-CSS = (ASSETS / "studio.css").read_text() if (ASSETS / "studio.css").exists() else ""
+CSS = asset("studio.css").read_text() if asset("studio.css").is_file() else ""
 THEME = studio_theme()
 STATUS_POLL_SECONDS = 3.0  # one registry read and one nvidia-smi query per tick
 # The guided flow; Runs is a tab but not a step.

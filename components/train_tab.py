@@ -74,6 +74,8 @@ def build_advanced() -> tuple[dict, gr.HTML]:
             save_steps = gr.Number(value=d.save_steps, label="Save every N steps", precision=0, minimum=1, info=help_of["save_steps"], elem_id="train-save-steps")
         with gr.Row():
             checkpointing = gr.Checkbox(value=d.gradient_checkpointing, label="Gradient checkpointing", info=help_of["gradient_checkpointing"], elem_id="train-checkpointing")
+            quant_bits = gr.Dropdown(choices=[("4-bit NF4", 4), ("8-bit LLM.int8", 8)], value=d.quant_bits, label="QLoRA base quantisation",
+                                     info="Bits of the frozen base weights (method qlora).", elem_id="train-quant-bits")
             eval_fraction = gr.Number(value=d.eval_fraction, label="Eval fraction", minimum=0, maximum=0.9, info="Share of the rows held out for eval loss (0 = none).", elem_id="train-eval-fraction")
         with gr.Row():
             alpha = gr.Number(value=0, label="LoRA alpha (0 = 2 × rank)", precision=0, minimum=0, elem_id="train-lora-alpha")
@@ -86,7 +88,7 @@ def build_advanced() -> tuple[dict, gr.HTML]:
         warning = gr.HTML(visible=False, elem_id="train-trust-warning")
     trust.change(lambda on: gr.update(value=status_html(TRUST_WARNING, "warn") if on else "", visible=bool(on)), trust, warning)
     widgets = {"gradient_accumulation_steps": accumulation, "lr_scheduler_type": scheduler, "warmup_ratio": warmup, "save_steps": save_steps,
-               "gradient_checkpointing": checkpointing, "eval_fraction": eval_fraction, "lora_alpha": alpha, "lora_dropout": dropout,
+               "gradient_checkpointing": checkpointing, "quant_bits": quant_bits, "eval_fraction": eval_fraction, "lora_alpha": alpha, "lora_dropout": dropout,
                "lora_target": target, "use_dora": dora, "use_rslora": rslora, "trust_remote_code": trust}
     return widgets, warning
 
@@ -131,7 +133,7 @@ def build(dataset_path: gr.State) -> dict:
     gr.Markdown("### Train\nTraining runs in its own process: closing the browser does not stop it, and reopening the studio shows it again.")
     with gr.Row():
         with gr.Column(scale=1, elem_id="train-form"):
-            model = gr.Dropdown(choices=[("embedded · SmolLM2-135M-Instruct (works offline)", "embedded")], value="embedded", allow_custom_value=True,
+            model = gr.Dropdown(choices=[("embedded · SmolLM2-135M-Instruct", "embedded")], value="embedded", allow_custom_value=True,
                                 label="Model", info="Pick one, or type a local folder, a .gguf file or a hub id", elem_id="train-model")
             method = gr.Dropdown(choices=[(f"{k} — {v}", k) for k, v in METHODS.items()], value="lora", label="Method", elem_id="train-method")
             data = gr.Textbox(label="Dataset", info="Filled in by the Data tab; or type a path", placeholder="Load a dataset in the Data tab first", elem_id="train-data")

@@ -85,6 +85,7 @@ class RunConfig:
     lora_target: str = _f("all-linear", "Which layers get adapters: all-linear or attention.")
     use_dora: bool = _f(False, "Weight-decomposed LoRA (DoRA): slower, sometimes better.")
     use_rslora: bool = _f(False, "Rank-stabilised LoRA scaling (alpha / sqrt(r)).")
+    quant_bits: int = _f(4, "QLoRA: bits of the frozen base weights, 4 (NF4 with double quantisation, as in the QLoRA paper) or 8 (LLM.int8: twice the memory, closer to bf16).")
     gradient_checkpointing: bool = _f(False, "Recompute activations in backward to save memory.")
     fast_path: bool = _f(True, "On a CUDA GPU: Liger kernels, padding-free packing and a memory plan that fits the card (see studio/perf.py). No effect on CPU.")
     eval_fraction: float = _f(0.0, "Fraction of the data rows held out for eval (0 disables eval); a saved dataset version's own eval split wins. The run writes the row ids of both sides to split.json.")
@@ -180,6 +181,8 @@ class RunConfig:
         for name in ("lora_dropout", "warmup_ratio", "eval_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 bad(name, f"must be between 0 and 1, got {getattr(self, name)}.")
+        if self.quant_bits not in (4, 8):
+            bad("quant_bits", f"must be 4 or 8, got {self.quant_bits}.")
         if self.lora_target not in LORA_TARGETS:
             bad("lora_target", f"'{self.lora_target}' is not one of {', '.join(LORA_TARGETS)}.")
         if self.lr_scheduler_type not in ("linear", "cosine", "constant", "constant_with_warmup"):

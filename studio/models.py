@@ -447,7 +447,7 @@ def model_choices(used: list[str] | tuple[str, ...] = ()) -> list[tuple[str, str
     """(label, source) for a model picker: the embedded model, GGUF files converted before, local
     folders and .gguf files earlier runs used (`used`, still on disk), and hub ids already in the
     Hugging Face cache (these load offline)."""
-    choices: list[tuple[str, str]] = [(f"embedded · {EMBEDDED_NAME} (works offline)", EMBEDDED)]
+    choices: list[tuple[str, str]] = [(f"embedded · {EMBEDDED_NAME}", EMBEDDED)]
     seen = {EMBEDDED}
 
     def add(label: str, value: str) -> None:

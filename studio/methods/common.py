@@ -145,14 +145,16 @@ def quantization(cfg: RunConfig):
 
     if not (getattr(cfg, "quantize_4bit", False) or getattr(cfg, "weights", "") == "qlora"):
         return None
+    return bnb_config(cfg.quant_bits, torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+
+
+def bnb_config(bits: int, compute_dtype):
+    """The quantised base of QLoRA: 4-bit NF4 with double quantisation, or 8-bit LLM.int8."""
     from transformers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32,
-    )
+    if bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype)
 
 
 def load_policy(cfg: RunConfig, resolved: models.ResolvedModel):

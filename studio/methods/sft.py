@@ -135,15 +135,10 @@ def lora_config(cfg: RunConfig):
 def load_model(cfg: RunConfig, resolved: models.ResolvedModel):
     cuda = torch.cuda.is_available()
     if cfg.method == "qlora":
-        from transformers import BitsAndBytesConfig
+        from .common import bnb_config
 
         compute = torch.bfloat16 if cuda else torch.float32  # bitsandbytes' CPU path has no fast bf16 kernels here
-        quant = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=compute,
-        )
+        quant = bnb_config(cfg.quant_bits, compute)
         return models.load_causal_lm(resolved, dtype=compute, quantization_config=quant, device_map=models.local_device_map() if cuda else None)
     return models.load_causal_lm(resolved)
 
