@@ -39,11 +39,14 @@ def test_dpo_eval_fraction_holds_rows_out_and_eval_reports_only_those(studio_hom
 
 def test_kto_trains_on_labelled_answers_and_logs_kto_metrics(studio_home, tmp_path):
     data = PUBLIC / "kto_en_demo.json"  # LLaMA-Factory style: messages + a boolean label
-    run_dir = execute(write_yaml(tmp_path / "kto.yaml", method="kto", data=str(data), max_steps=2, **TINY))
+    run_dir = execute(write_yaml(tmp_path / "kto.yaml", method="kto", data=str(data), max_steps=2, eval_fraction=0.3, **TINY))
     (record,) = registry.list_runs()
     assert record.status == "completed", record.message
     rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if "kl" in r]
     assert [r["step"] for r in rows] == [1, 2]
+    assert any("eval_kl" in r for r in read_metrics(run_dir / "metrics.jsonl")), "the held-out rows are evaluated"
+    split = json.loads((run_dir / "split.json").read_text())
+    assert len(split["eval"]) == 3 and not set(split["train"]) & set(split["eval"])
     assert all("rewards/chosen" in r or "rewards/rejected" in r for r in rows), rows
     assert any("rewards/chosen" in r for r in rows) and any("rewards/rejected" in r for r in rows), rows
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
