@@ -265,6 +265,10 @@ def for_run(cfg, run_dir: str | Path | None, loaded: Loaded | None = None, log: 
     if not split.train:
         raise StudioError("no training rows are left after the split.", where=str(cfg.data), hint="Lower eval_fraction or add data.")
     if run_dir is not None:
+        before = read(run_dir)
+        if before is not None and (before.train, before.eval) != (split.train, split.eval):  # a resumed run whose data changed
+            log(f"warning: {SPLIT_FILE} of this run held out other rows ({len(before.eval)} eval ids) than the data gives now "
+                f"({len(split.eval)}): {cfg.data} changed since the run started, so earlier eval rows may have been trained on")
         write(run_dir, split, found)
     return loaded, split
 

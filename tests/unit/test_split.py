@@ -121,3 +121,15 @@ def test_drop_them_saves_a_version_that_keeps_the_eval_rows_and_loses_the_copies
     assert again.origin == "saved version" and (len(again.train), len(again.eval)) == (6, 2)
     assert S.contamination(version, again).train_ids == []
     assert version.manifest["name"] == "pairs-no-eval-copies" and version.manifest["counts"]["dropped_eval_copies"] == 2
+
+
+def test_a_resumed_run_whose_data_changed_is_warned_about(tmp_path):
+    data = write_jsonl(tmp_path / "pairs.jsonl", [pair(i) for i in range(10)])
+    cfg = RunConfig(method="dpo", data=str(data), eval_fraction=0.3)
+    logged = []
+    S.for_run(cfg, tmp_path, log=logged.append)
+    S.for_run(cfg, tmp_path, log=logged.append)
+    assert not any("warning" in line for line in logged)
+    write_jsonl(data, [pair(i) for i in range(20)])
+    S.for_run(cfg, tmp_path, log=logged.append)
+    assert any("changed since the run started" in line for line in logged), logged
