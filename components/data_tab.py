@@ -8,19 +8,24 @@ re-reads the (copied) files, so nothing mutable is shared between browser sessio
 
 from __future__ import annotations
 
+from collections import Counter
+
 import gradio as gr
 import pandas as pd
 
 from studio.data import FORMAT_HELP, FORMATS, import_file, load_dataset_files, preview_rows
 from studio.data.clean import CleanOptions, plan_clean
+from studio.data.cli import parse_fill
+from studio.data.formats import USED_COLUMNS, placeholder_name, row_placeholders
 from studio.data.readers import FILE_TYPES
 from studio.data.render import MODES, notes, render, tokens_html
 from studio.data.versions import apply_edits, list_versions, prepare
 from studio.paths import datasets_dir
+from studio.resources import asset
 
 from .common import error_text, status_html
 
-DEMO_DATASET = "assets/demo/json_answers.jsonl"
+DEMO_DATASET = str(asset("demo/json_answers.jsonl"))
 PAGE_SIZE = 20
 PROBLEM_COLUMNS = ["file", "row", "line", "field", "problem", "kept?"]
 EDIT_COLUMNS = ["#", "delete", "example (JSON)"]
@@ -51,7 +56,35 @@ def _report(loaded) -> str:
         lines.append(f"Saved version: {len(loaded.conversations)} train, {len(loaded.eval_conversations)} eval examples.")
     columns = sorted({k for row in loaded.rows[:200] if isinstance(row, dict) for k in row})
     lines.append("Columns: " + ", ".join(f"`{c}`" for c in columns[:20]))
+    unused = [c for c in columns if c not in USED_COLUMNS.get(loaded.format, ()) and c != "split"]
+    if unused:
+        lines.append("Not used: " + ", ".join(f"`{c}`" for c in unused) + f" (the '{loaded.format}' format does not read them; map them to a field to use them).")
+    labels = [e["label"] for e in loaded.conversations + loaded.eval_conversations if "label" in e]
+    if labels:
+        lines.append(f"KTO labels: {sum(labels)} desirable, {len(labels) - sum(labels)} undesirable. SFT methods train on the desirable rows only; method kto learns from both.")
+    found = placeholder_counts(loaded)
+    if found:
+        lines.append("⚠️ Unresolved placeholders: " + ", ".join(f"`{k}` × {n}" for k, n in found.items()) + ". Fill them in *Split & save* before saving, or the model learns the literal text.")
     return "\n\n".join(lines)
+
+
+def placeholder_counts(loaded) -> dict[str, int]:
+    counts: Counter = Counter()
+    for row in loaded.rows:
+        for found in row_placeholders(row, loaded.format).values():
+            counts.update(found)
+    return dict(counts.most_common())
+
+
+def fill_template(state: dict) -> str:
+    """One `name=` line per unresolved placeholder of the loaded data (the fill box's starting text)."""
+    if not state or not state.get("paths"):
+        return ""
+    try:
+        names = dict.fromkeys(placeholder_name(k) for k in placeholder_counts(_load(state)))
+    except Exception:  # noqa: BLE001 - the load itself already reported the problem
+        return ""
+    return "\n".join(f"{name}=" for name in names)
 
 
 def _edit_page(state: dict, loaded, page: int) -> tuple[pd.DataFrame, str]:
@@ -209,7 +242,7 @@ def change_page(state: dict, table, page: float, step: int):
     return state, frame, label, int(label.split()[1])
 
 
-def save_version(state: dict, table, name: str, eval_fraction: float, seed: float, mix_ratio: float, model: str, dedup, near_dup, threshold, drop_empty, scrub_pii, min_tokens, max_tokens):
+def save_version(state: dict, table, name: str, eval_fraction: float, seed: float, mix_ratio: float, model: str, dedup, near_dup, threshold, drop_empty, scrub_pii, min_tokens, max_tokens, fill_text: str = ""):
     """Apply edits, clean, split, mix and save. Returns status, versions table, state, dataset path."""
     state = _merge_page(state, table)
     if not state or not state.get("paths"):
@@ -225,7 +258,7 @@ def save_version(state: dict, table, name: str, eval_fraction: float, seed: floa
         result = prepare(
             state["paths"], (name or "").strip() or "dataset", clean=options, model=(model or "embedded").strip(),
             eval_fraction=float(eval_fraction or 0), seed=int(seed or 0), mix_ratio=float(mix_ratio or 0),
-            loaded=loaded, edited_from=edited_from,
+            loaded=loaded, edited_from=edited_from, fill={k: v for k, v in parse_fill(fill_text).items() if v},
         )
     except Exception as err:  # noqa: BLE001
         return status_html(error_text(err), "error"), gr.skip(), state, gr.skip()
@@ -317,6 +350,10 @@ def build(dataset_path: gr.State) -> None:
                 eval_fraction = gr.Slider(0, 0.5, value=0.1, step=0.01, label="Eval fraction", elem_id="data-eval-fraction")
                 seed = gr.Number(value=42, precision=0, label="Seed")
                 mix_ratio = gr.Slider(0, 0.5, value=0.0, step=0.01, label="General-capability mix ratio", info="against catastrophic forgetting")
+            fill_box = gr.Textbox(
+                label="Fill placeholders (name=value, one per line)", lines=2, elem_id="data-fill",
+                info="Unresolved {{name}}, {name} and <NAME> slots found in the data are listed here on load; values given are written into the saved version.",
+            )
             save_button = gr.Button("Save as new version", variant="primary", elem_id="data-save")
             save_status = gr.HTML(elem_id="data-save-status")
             versions = gr.Dataframe(value=versions_frame, label="Saved versions", interactive=False, wrap=True, elem_id="data-versions")
@@ -326,9 +363,9 @@ def build(dataset_path: gr.State) -> None:
 
     load_outputs = [status, report, preview, problems, edit_table, page_label, state, dataset_path]
     load_inputs = [upload, path_box, fmt, mapping]
-    load_button.click(load_dataset, load_inputs, load_outputs)
-    upload.upload(load_dataset, load_inputs, load_outputs)
-    demo_button.click(lambda f, m: load_dataset(None, DEMO_DATASET, f, m), [fmt, mapping], load_outputs)
+    load_button.click(load_dataset, load_inputs, load_outputs).then(fill_template, state, fill_box)
+    upload.upload(load_dataset, load_inputs, load_outputs).then(fill_template, state, fill_box)
+    demo_button.click(lambda f, m: load_dataset(None, DEMO_DATASET, f, m), [fmt, mapping], load_outputs).then(fill_template, state, fill_box)
     profile_button.click(profile_dataset, [state, model, max_length], [length_plot, turns_plot, profile_text, clusters])
     render_button.click(render_example, [state, model, example_number, mode, max_length], tokens_view)
     clean_inputs = [dedup, near_dup, threshold, drop_empty, scrub_pii, min_tokens, max_tokens]
@@ -336,6 +373,6 @@ def build(dataset_path: gr.State) -> None:
     prev_button.click(lambda s, t, p: change_page(s, t, p, -1), [state, edit_table, page], [state, edit_table, page_label, page])
     next_button.click(lambda s, t, p: change_page(s, t, p, 1), [state, edit_table, page], [state, edit_table, page_label, page])
     page.submit(lambda s, t, p: change_page(s, t, p, 0), [state, edit_table, page], [state, edit_table, page_label, page])
-    save_button.click(save_version, [state, edit_table, name, eval_fraction, seed, mix_ratio, model, *clean_inputs], [save_status, versions, state, dataset_path])
+    save_button.click(save_version, [state, edit_table, name, eval_fraction, seed, mix_ratio, model, *clean_inputs, fill_box], [save_status, versions, state, dataset_path])
     use_button.click(use_version, version_path, [save_status, dataset_path])
 

@@ -127,7 +127,7 @@ def snippet(example: dict, width: int = 160) -> str:
 def is_empty(example: dict) -> bool:
     """Whitespace-only content anywhere in what the model reads or learns."""
     prompt, reply = prompt_and_reply(example)
-    contents = [m["content"] for m in example["messages"] if m["role"] != "system"]
+    contents = [m["content"] or ("(tool call)" if m.get("tool_calls") else "") for m in example["messages"] if m["role"] != "system"]
     return not contents or any(not c.strip() for c in contents) or (not reply and "prompt" not in example)
 
 

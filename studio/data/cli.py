@@ -46,6 +46,24 @@ def render_row(path: str, row: int, *, fmt: str | None = None, mapping: str | No
     return {**describe(rendered), "row": row, "file_row": origin[1], "line": origin[2], "format": loaded.format, "max_length": max_length, "loss_on": loss_on}
 
 
+def parse_fill(text: str | dict | None) -> dict[str, str]:
+    """'name=Ada, author=Acme' (or lines of name=value, or a mapping) -> {"name": "Ada", "author": "Acme"}."""
+    from .formats import placeholder_name
+
+    if isinstance(text, dict):
+        pairs = text.items()
+    else:
+        pairs = []
+        for part in str(text or "").replace("\n", ",").split(","):
+            if not part.strip():
+                continue
+            name, sep, value = part.partition("=")
+            if not sep or not placeholder_name(name):
+                raise StudioError(f"placeholder fill '{part.strip()}' is not of the form name=value.", hint="Example: name=Ada, author=Acme Labs")
+            pairs.append((name, value))
+    return {placeholder_name(k): str(v).strip() for k, v in pairs if placeholder_name(k)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m studio data", description="Inspect, clean and version datasets.")
     sub = parser.add_subparsers(dest="action", required=True)
@@ -76,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--min-tokens", type=int, default=None)
     prepare.add_argument("--max-tokens", type=int, default=None, help="drop examples longer than this (model's tokenizer)")
     prepare.add_argument("--scrub-pii", action="store_true", help="replace emails, phone numbers and keys")
+    prepare.add_argument("--fill", default="", help="fill placeholders before saving, e.g. 'name=Ada,author=Acme' ({{name}}, {name} and <name>; `data inspect` lists them)")
     prepare.add_argument("--json", action="store_true")
     split = sub.add_parser("split", help="the train/eval split a run makes (row ids, studio.data.split) and the train rows that copy an eval row")
     split.add_argument("path", metavar="PATH", help="a dataset file or saved version (a version's own eval split wins)")
@@ -145,7 +164,8 @@ def main(argv: list[str]) -> int:
         )
         if args.near_dup is not None and not 0 < args.near_dup <= 1:
             raise StudioError(f"--near-dup must be a similarity between 0 and 1, got {args.near_dup}.")
-        result = prepare(args.paths, args.name, fmt=args.fmt, mapping=args.mapping, clean=options, model=args.model, eval_fraction=args.eval_fraction, seed=args.seed, mix_ratio=args.mix_general)
+        fill = parse_fill(args.fill)
+        result = prepare(args.paths, args.name, fmt=args.fmt, mapping=args.mapping, clean=options, model=args.model, eval_fraction=args.eval_fraction, seed=args.seed, mix_ratio=args.mix_general, fill=fill)
         if args.json:
             print(json.dumps({**result.manifest, "path": str(result.path)}, indent=2, ensure_ascii=False))
         else:

@@ -129,7 +129,7 @@ def to_trl(loaded: Loaded, kind: str, *, split: str = "train") -> list[dict]:
         raise StudioError(f"unknown data kind {kind!r}; use one of {', '.join(TRL_KINDS)}.")
     if kind == "messages":
         _need(fmt not in ("prompt_only",), fmt, kind)
-        return [{"messages": e["messages"]} for e in examples]
+        return [{"messages": e["messages"], **({"tools": e["tools"]} if e.get("tools") else {})} for e in examples]
     if kind == "prompt_completion":
         _need(fmt not in ("prompt_only", "text"), fmt, kind)
         return [{"prompt": e["messages"][:-1], "completion": e["messages"][-1:]} for e in examples]

@@ -18,12 +18,13 @@ from pathlib import Path
 
 from ..errors import StudioError
 from ..paths import datasets_dir
+from ..resources import asset
 from .clean import CleanOptions, plan_clean
-from .formats import SFT_FORMATS
+from .formats import SFT_FORMATS, fill_placeholders, portable
 from .loader import Loaded, load_dataset_file, load_dataset_files, to_trl
 from .split import split_positions
 
-GENERAL_SLICE = Path(__file__).resolve().parents[2] / "assets" / "demo" / "general_slice.jsonl"
+GENERAL_SLICE = asset("demo/general_slice.jsonl")
 MIN_EVAL = 20  # below this, the eval loss is too noisy to tell whether the tune helped
 STORED_KIND = {"preference": "preference", "kto": "kto", "prompt_only": "prompt_only", "text": "text"}  # else "messages"
 
@@ -89,7 +90,7 @@ def mix_general(train: list[dict], ratio: float, seed: int, fmt: str) -> tuple[l
 def stored_rows(examples: list[dict], fmt: str, split: str) -> list[dict]:
     kind = STORED_KIND.get(fmt, "messages")
     holder = Loaded(Path("."), fmt, [], examples)
-    return [{**row, "split": split} for row in to_trl(holder, kind)]
+    return [{**portable(row), "split": split} for row in to_trl(holder, kind)]
 
 
 def next_version(folder: Path) -> str:
@@ -195,11 +196,17 @@ def prepare(
     mix_ratio: float = 0.0,
     loaded: Loaded | None = None,
     edited_from: Loaded | None = None,
+    fill: dict[str, str] | None = None,
 ) -> PrepareResult:
-    """The whole pipeline: load -> validate -> clean -> split -> mix -> save a version."""
+    """The whole pipeline: load -> validate -> (fill placeholders) -> clean -> split -> mix -> save a version.
+
+    `fill` maps placeholder names to values ({"name": "Ada"} fills {{name}}, {name} and <name>, by
+    the rule of `formats.find_placeholders`)."""
     loaded = loaded or load_dataset_files(paths, fmt, mapping=mapping)
     clean = clean or CleanOptions()
     examples = loaded.conversations + loaded.eval_conversations
+    if fill:
+        examples = [fill_placeholders(example, fill) for example in examples]
     total_tokens = None
     if clean.min_tokens or clean.max_tokens:
         from .profile import token_lengths, tokenizer_for
@@ -230,6 +237,7 @@ def prepare(
         "mapping": loaded.mapping or None,
         "tokenizer_model": model if total_tokens else None,
         "warnings": warnings,
+        "placeholders_filled": dict(fill) if fill else None,
     }
     if edited_from is not None:
         extra["edited"] = True
