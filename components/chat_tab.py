@@ -11,14 +11,9 @@ from studio.chat import BlindRound, ChatEngine, GenerationSettings
 from studio.errors import StudioError
 from studio.jobs import registry
 
-from .common import error_text, status_html
+from .common import chat_run_choices, downloadable, error_text, status_html
 
 ITS_BASE = "__its_base__"  # the left side defaults to the picked run's own base model
-
-
-def chat_run_choices() -> list[tuple[str, str]]:
-    usable = [r for r in registry.list_runs() if chat.has_weights(r)]
-    return [(f"{r.name} · {r.status} · {r.id}", r.id) for r in usable]
 
 
 def compare_choices() -> list[tuple[str, str]]:
@@ -159,8 +154,6 @@ def run_suite(upload, saved, save_name, left, right, max_tokens, seed, progress=
     table = [[r["prompt"], r["reference"] or "", r["left"], r["right"]] for r in result.rows]
     headers = ["prompt", "reference", result.left_label, result.right_label]
     status = f"Ran {len(prompts)} prompts on both sides. Report: {html_path.name} and {md_path.name}."
-    from .evaluate_tab import downloadable
-
     files = [downloadable(html_path), downloadable(md_path)]
     return status_html(status, "ok"), gr.update(value=table, headers=headers), files, gr.update(choices=_saved_suite_choices())
 

@@ -6,7 +6,6 @@ The export runs as `python -m studio export ... --zip` in a subprocess; this tab
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -14,9 +13,7 @@ import gradio as gr
 
 from studio import export
 
-from .chat_tab import chat_run_choices
-from .common import error_text, status_html
-from .evaluate_tab import stream_cli
+from .common import chat_run_choices, error_text, session_temp_dir, status_html, stream_cli
 
 FORMAT_HELP = {
     "adapter": "the LoRA adapter folder (small; needs the base model and peft)",
@@ -33,8 +30,8 @@ def run_export(run_id, fmt, gguf_types, ollama=True, push=""):
         yield status_html("Pick at least one GGUF type.", "warn"), None, ""
         return
     out = export.exports_dir() / f"{export.safe_name(run_id)}-{fmt}-{time.strftime('%Y%m%d-%H%M%S')}"
-    # the zip goes to the temp dir: Gradio serves downloads only from there, the cwd or allowed_paths
-    zip_path = Path(tempfile.mkdtemp(prefix="studio-export-")) / f"{out.name}.zip"
+    # the zip goes to a temp folder of this session (removed when it ends): Gradio serves downloads from there
+    zip_path = session_temp_dir("studio-export-") / f"{out.name}.zip"
     args = ["export", run_id, "--format", fmt, "--out", str(out), "--zip", str(zip_path)]
     if fmt == "gguf":
         for qtype in gguf_types or []:

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import StudioError
+from .resources import asset
 
 GIB = 1024**3
 CARD_GIB = 24.0  # RTX 4090: 24 GiB of GDDR6X
@@ -41,7 +42,7 @@ CONTEXT_GIB = 1.5  # left for the CUDA context and allocator slack (as issue 7 e
 # Fitted, not derived: on a CPU the fp32 autograd path held ~1.5x the per-layer tensors counted in
 # memory() (measured LoRA 128x4 and full 128x2 on the embedded model, bench/estimator_calibration.py).
 CPU_ACTIVATION_FACTOR = 1.5
-ARCH_DIR = Path(__file__).resolve().parents[1] / "assets" / "architectures"
+ARCH_DIR = asset("architectures")
 ESTIMATE_METHODS = ("full", "instruction", "lora", "qlora", "dpo", "reward", "ppo", "rlhf", "constitutional")
 OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit", "sgd")
 

@@ -30,8 +30,9 @@ import yaml
 
 from . import chat, stats
 from .errors import StudioError
+from .resources import asset
 
-PROBES = Path(__file__).resolve().parents[1] / "assets" / "probes" / "capabilities.json"
+PROBES = asset("probes/capabilities.json")
 # A refusal is recognised by how the reply opens (an apology or "I can't/won't ..."), never by a
 # word anywhere in it: "dangerous" inside a set of instructions is no refusal.
 REFUSAL_OPENING = re.compile(

@@ -21,7 +21,6 @@ from . import registry
 from .metrics import CANCEL_FILE, STOPPING_FILE
 
 RESUMABLE = ("interrupted", "failed", "cancelled")
-REPO = Path(__file__).resolve().parents[2]
 
 
 def training_env() -> dict:
@@ -29,7 +28,9 @@ def training_env() -> dict:
     caches; the user's own settings win), unbuffered so the log streams."""
     from ..procenv import environment
 
-    return {**environment(), "PYTHONUNBUFFERED": "1"}
+    from ..resources import child_env
+
+    return child_env({**environment(), "PYTHONUNBUFFERED": "1"})
 
 
 def start(cfg: RunConfig | None = None, *, resume_id: str | None = None) -> registry.RunRecord:
@@ -64,7 +65,6 @@ def start(cfg: RunConfig | None = None, *, resume_id: str | None = None) -> regi
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # own process group: closing the UI never kills the run
-            cwd=str(REPO),
             env=training_env(),
         )
     registry.mark_launched(record.id, process.pid)

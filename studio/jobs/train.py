@@ -25,10 +25,10 @@ from pathlib import Path
 from ..config import RunConfig
 from ..errors import StudioError
 from ..paths import runs_dir
+from ..resources import child_env
 from . import registry
 from .metrics import CANCEL_FILE, OUTCOME_FILE, STOPPING_FILE
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -254,7 +254,7 @@ def _launch_distributed(cfg: RunConfig, config_file: Path, run_id: str, num_gpus
     command = accelerate_command(cfg, config_file, run_id, num_gpus, resume=resume)
     logging.getLogger("studio.run").info("launching: " + " ".join(command))
     run_dir = config_file.parent
-    code = subprocess.call(command, cwd=str(REPO), env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    code = subprocess.call(command, env=child_env({**os.environ, "PYTHONUNBUFFERED": "1"}))
     outcome_file = run_dir / OUTCOME_FILE
     if outcome_file.is_file():
         return Outcome(**json.loads(outcome_file.read_text()))

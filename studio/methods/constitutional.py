@@ -25,11 +25,12 @@ import yaml
 from .. import models
 from ..config import RunConfig
 from ..errors import StudioError
+from ..resources import asset
 from .chain import StageCancelled, cancel_requested, log_event, run_stage
 from .common import copy_tree, prepare_tokenizer, train_prompts
 from .context import RunContext
 
-DEFAULT_CONSTITUTION = Path(__file__).resolve().parents[2] / "assets" / "demo" / "constitution.yaml"
+DEFAULT_CONSTITUTION = asset("demo/constitution.yaml")
 GENERATIONS = "generations.jsonl"
 
 
