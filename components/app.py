@@ -11,7 +11,6 @@ import gradio as gr
 
 from studio.jobs import overview
 from studio.resources import asset
-from studio.resources import asset
 
 from . import chat_tab, data_tab, evaluate_tab, export_tab, method_tab, runs_tab, train_tab
 from .theme import studio_theme

@@ -22,7 +22,6 @@ from studio.data.render import MODES, notes, render, tokens_html
 from studio.data.versions import apply_edits, list_versions, prepare
 from studio.paths import datasets_dir
 from studio.resources import asset
-from studio.resources import asset
 
 from .common import error_text, status_html
 

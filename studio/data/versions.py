@@ -19,7 +19,6 @@ from pathlib import Path
 from ..errors import StudioError
 from ..paths import datasets_dir
 from ..resources import asset
-from ..resources import asset
 from .clean import CleanOptions, plan_clean
 from .formats import SFT_FORMATS, fill_placeholders, portable
 from .loader import Loaded, load_dataset_file, load_dataset_files, to_trl
