@@ -1,140 +1,162 @@
-"""Evaluate tab: base vs tuned on held-out data, task metrics and the capability probe, with plots.
+"""Evaluate tab: base vs tuned on held-out data, with paired CIs, honest labels and the capability probe.
 
-The evaluation runs as `python -m studio eval RUN --json` in a subprocess; this tab only polls it.
+The evaluation is a job (studio.jobs.evaljob): its own process, in the registry as kind `eval`. This
+tab starts it, polls its progress.json (k/N examples · ETA), cancels it, and reattaches to a running
+one after a reload. Before it starts, the tab states the expected time from a measured rate.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
+import threading
 from pathlib import Path
 
 import gradio as gr
 
 from studio import evaluate
-from studio.errors import StudioError
-from studio.jobs import registry
+from studio.jobs import evaljob, registry
 
-from .chat_tab import chat_run_choices
-from .common import error_text, status_html
+from .common import chat_run_choices, downloadable, error_text, status_html
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def stream_cli(args: list[str], timeout: float = 3600):
-    """Run `python -m studio ARGS` as a subprocess; yield (elapsed seconds, last stderr line) while it
-    runs, then ("done", stdout) or raise StudioError with its one-line error."""
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    process = subprocess.Popen([sys.executable, "-m", "studio", *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    started = time.time()
-    import threading
-
-    stderr_lines: list[str] = []
-    reader = threading.Thread(target=lambda: stderr_lines.extend(iter(process.stderr.readline, "")), daemon=True)
-    reader.start()
-    while process.poll() is None:
-        if time.time() - started > timeout:
-            process.kill()
-            raise StudioError(f"`{args[0]}` took longer than {timeout:.0f}s and was stopped.")
-        last = next((line.strip() for line in reversed(stderr_lines) if line.strip().startswith("[")), "")
-        yield time.time() - started, last
-        time.sleep(0.5)
-    stdout = process.stdout.read()
-    reader.join(timeout=2)
-    if process.returncode != 0:
-        message = next((line.strip() for line in reversed(stderr_lines) if line.startswith("error:")), None)
-        raise StudioError(message[len("error:"):].strip() if message else f"`{args[0]}` failed (exit {process.returncode}): {''.join(stderr_lines)[-400:]}")
-    yield "done", stdout
+POLL_SECONDS = 1.0
+DEFAULTS = evaluate.EvalOptions()
 
 
-def downloadable(path: Path) -> str:
-    """A copy in the temp dir: Gradio serves downloads only from there, the cwd or allowed_paths."""
-    import shutil
-    import tempfile
-
-    target = Path(tempfile.mkdtemp(prefix="studio-download-")) / path.name
-    shutil.copy2(path, target)
-    return str(target)
+def _options(eval_file, max_examples, max_new_tokens, probes, judge) -> evaluate.EvalOptions:
+    return evaluate.EvalOptions(data=eval_file or None, max_examples=int(max_examples), max_new_tokens=int(max_new_tokens),
+                                probes=bool(probes), judge=(judge or "").strip() or None)
 
 
 def _outputs_for(results: dict | None):
     if not results:
-        return None, None, None, None, None
+        return None, None, None, None, None, None
     figs = evaluate.figures(results)
     figs += [None] * (3 - len(figs))
     table = [list(row) for row in evaluate.summary_rows(results)]
-    report = Path(results.get("report") or "")
-    return table, figs[0], figs[1], figs[2], downloadable(report) if report.is_file() else None
+    files = [downloadable(Path(results[key])) for key in ("report", "card") if results.get(key) and Path(results[key]).is_file()]
+    card = next((f for f in files if f.endswith(Path(results["card"]).name)), None) if results.get("card") else None
+    return table, figs[0], figs[1], figs[2], files or None, card
 
 
-def _headline(results: dict) -> str:
-    base, tuned = results["base"], results["tuned"]
-    text = f"Eval loss {base['eval_loss']:.3f} → {tuned['eval_loss']:.3f} on {results['eval_data']['examples']} examples ({results['eval_data']['kind']})."
-    if results.get("regressions"):
-        return text + " ⚠ Capability regression in: " + ", ".join(results["regressions"]) + "."
-    return text + (" No capability regression." if "probes" in results else "")
+def progress_html(job, state: dict | None) -> str:
+    """The running job: a bar and 'k/N examples · ETA · phase'."""
+    if not state:
+        return status_html(f"Evaluation {job.id} is starting: loading the model…", "info")
+    fraction = state["done"] / state["total"] if state["total"] else 0
+    bar = (f'<div class="eval-progress-bar" style="background:#e5e7eb;border-radius:4px;height:8px;margin-top:6px">'
+           f'<div style="width:{100 * fraction:.0f}%;background:#6366f1;height:8px;border-radius:4px"></div></div>')
+    return status_html("Evaluating: " + evaluate.describe_progress(state), "info")[:-len("</div>")] + bar + "</div>"
 
 
-def run_eval(run_id, eval_file, max_examples, max_new_tokens, probes, judge):
-    empty = (None, None, None, None, None)
+def expected_text(run_id, eval_file, max_examples, max_new_tokens, probes, judge) -> str:
     if not run_id:
-        yield status_html("Pick a trained run first.", "warn"), *empty
-        return
-    args = ["eval", run_id, "--json", "--max-examples", str(int(max_examples)), "--max-new-tokens", str(int(max_new_tokens))]
-    if eval_file:
-        args += ["--data", eval_file]
-    if not probes:
-        args.append("--no-probes")
-    if (judge or "").strip():
-        args += ["--judge", judge.strip()]
+        return ""
+    record = registry.get(run_id)
+    if record is None:
+        return ""
     try:
-        for elapsed, text in stream_cli(args):
-            if elapsed == "done":
-                results = json.loads(text.strip().splitlines()[-1])
-                kind = "warn" if results.get("regressions") else "ok"
-                yield status_html(_headline(results), kind), *_outputs_for(results)
-                return
-            yield status_html(f"Evaluating… {elapsed:.0f}s" + (f" · {text}" if text else ""), "info"), *empty
+        expected = evaluate.expected_time(record, _options(eval_file, max_examples, max_new_tokens, probes, judge))
+    except Exception as err:  # noqa: BLE001 - a bad eval file is shown here, before anything starts
+        return status_html(error_text(err), "warn")
+    text = "Expected: " + evaluate.describe_expected(expected)
+    if not evaluate.is_held_out(expected["source"]):
+        text += " ⚠ These rows were trained on (not held out): pick a held-out eval file for a verdict on new inputs."
+    return status_html(text, "info")
+
+
+def start_eval(run_id, eval_file, max_examples, max_new_tokens, probes, judge):
+    if not run_id:
+        return status_html("Pick a trained run first.", "warn"), None
+    try:
+        job = evaljob.start(run_id, _options(eval_file, max_examples, max_new_tokens, probes, judge))
     except Exception as err:  # noqa: BLE001
-        yield status_html(error_text(err), "error"), *empty
+        return status_html(error_text(err), "error"), None
+    return progress_html(job, None), None
 
 
-def show_last(run_id):
-    record = registry.get(run_id) if run_id else None
+def cancel_eval(run_id):
+    job = evaljob.active_for(run_id) if run_id else None
+    if job is None:
+        return status_html("No evaluation of this run is running.", "warn")
+    threading.Thread(target=evaljob.cancel, args=(job.id,), daemon=True).start()
+    return status_html(f"Stopping evaluation {job.id} (within 10 s)…", "warn", transient=True)
+
+
+def _finished_view(run_id: str):
+    """The newest finished job of the run (its outcome) and the latest results."""
+    record = registry.get(run_id)
+    jobs = evaljob.jobs_for(run_id)
     results = evaluate.latest_results(record) if record else None
+    last = jobs[0] if jobs else None
+    if last is not None and last.status in ("cancelled", "failed", "interrupted") and not (results and results.get("job_id") == last.id):
+        note = f"Last evaluation {last.status}: {last.message or ''}".strip()
+        if results:
+            text, kind = evaluate.headline(results)
+            return status_html(note + " · Showing the previous results: " + text, "warn"), results
+        return status_html(note, "warn"), None
     if not results:
-        return status_html("Not evaluated yet: press Evaluate.", "info"), *_outputs_for(None)
-    results["report"] = str(Path(record.run_dir) / "eval" / "report.html")
-    return status_html("Last evaluation: " + _headline(results), "warn" if results.get("regressions") else "ok"), *_outputs_for(results)
+        return status_html("Not evaluated yet: press Evaluate.", "info"), None
+    text, kind = evaluate.headline(results)
+    return status_html(text, kind), results
+
+
+def poll(run_id, shown):
+    """Every second: the running job's progress, or (once per finished job) its results.
+    With no run picked, a running evaluation is picked for the user (a reload reattaches)."""
+    picker = gr.skip()
+    if not run_id:
+        running = next((j for j in registry.list_runs(kind=evaljob.KIND) if j.status in ("queued", "running")), None)
+        if running is None:
+            return (gr.skip(), picker, shown) + (gr.skip(),) * 6
+        run_id, picker = running.dataset, gr.update(value=running.dataset)
+    job = evaljob.active_for(run_id)
+    if job is not None:
+        return (progress_html(job, evaljob.read_progress(job)), picker, {"run": run_id, "job": job.id, "status": job.status}) + (gr.skip(),) * 6
+    jobs = evaljob.jobs_for(run_id)
+    key = {"run": run_id, "job": jobs[0].id if jobs else None, "status": jobs[0].status if jobs else None}
+    if shown == key:
+        return (gr.skip(), picker, shown) + (gr.skip(),) * 6
+    status, results = _finished_view(run_id)
+    return (status, picker, key) + _outputs_for(results)
 
 
 def build() -> dict:
-    gr.Markdown("### 4 · Evaluate\nDid the tune help, and did it cost general skills? Base vs tuned on held-out data, task metrics, and a capability probe (arithmetic, facts, instruction following, refusal).")
+    gr.Markdown("### 4 · Evaluate\nDid the tune help, and did it cost general skills? Base vs tuned on held-out data: every difference "
+                "comes with a 95% confidence interval, and a verdict only when the interval excludes 0. The capability probe "
+                "(68 items: arithmetic, facts, instruction following, format, refusal, reasoning) flags a category only when its drop is significant.")
     with gr.Row():
         run_picker = gr.Dropdown(label="Run", choices=chat_run_choices(), elem_id="eval-run", scale=4)
         refresh = gr.Button("↻ Refresh runs", scale=1)
     with gr.Accordion("Options", open=False):
         with gr.Row():
-            eval_file = gr.File(label="Eval file (default: the run's held-out split, or DATA.heldout.jsonl)", type="filepath", file_types=[".json", ".jsonl"])
+            eval_file = gr.File(label="Eval file (default: the run's held-out split)", type="filepath", file_types=[".json", ".jsonl"])
             with gr.Column():
-                max_examples = gr.Slider(4, 512, value=64, step=4, label="Max examples")
-                max_new_tokens = gr.Slider(8, 256, value=48, step=8, label="Max new tokens per answer")
-                probes = gr.Checkbox(value=True, label="Capability-regression probe")
+                max_examples = gr.Slider(4, 512, value=DEFAULTS.max_examples, step=4, label="Max examples", elem_id="eval-max-examples")
+                max_new_tokens = gr.Slider(8, 256, value=DEFAULTS.max_new_tokens, step=8, label="Max new tokens per answer", elem_id="eval-max-new-tokens")
+                probes = gr.Checkbox(value=True, label="Capability-regression probe", elem_id="eval-probes")
                 judge = gr.Textbox(label="LLM-as-judge model (optional, local)", placeholder="e.g. embedded or a local folder")
-    start = gr.Button("Evaluate", variant="primary", elem_id="eval-start")
-    status = gr.HTML(elem_id="eval-status")
-    table = gr.Dataframe(headers=["metric", "base", "tuned", "verdict"], label="Base vs tuned", interactive=False, elem_id="eval-table")
+    expected = gr.HTML(elem_id="eval-expected")
     with gr.Row():
-        loss_plot = gr.Plot(label="Loss")
-        metrics_plot = gr.Plot(label="Task metrics")
+        start = gr.Button("Evaluate", variant="primary", elem_id="eval-start", scale=3)
+        cancel = gr.Button("Cancel evaluation", variant="stop", elem_id="eval-cancel", scale=1)
+    status = gr.HTML(elem_id="eval-status")
+    table = gr.Dataframe(headers=["metric", "base", "tuned", "Δ [95% CI]", "verdict", "n"], label="Base vs tuned (tuned − base, paired bootstrap)",
+                         interactive=False, elem_id="eval-table")
+    with gr.Row():
+        delta_plot = gr.Plot(label="Differences with 95% CIs")
+        loss_plot = gr.Plot(label="Loss and perplexity")
     probe_plot = gr.Plot(label="Capability probe", elem_id="eval-probe-plot")
-    report = gr.File(label="Report (self-contained HTML)", interactive=False, elem_id="eval-report")
+    with gr.Row():
+        report = gr.File(label="Report (self-contained HTML) and summary card (PNG)", file_count="multiple", interactive=False, elem_id="eval-report")
+        card = gr.Image(label="Summary card for slides", interactive=False, elem_id="eval-card", type="filepath")
+    shown = gr.State(None)
 
-    outputs = [status, table, loss_plot, metrics_plot, probe_plot, report]
-    start.click(run_eval, [run_picker, eval_file, max_examples, max_new_tokens, probes, judge], outputs)
-    run_picker.change(show_last, [run_picker], outputs)
+    result_outputs = [table, delta_plot, loss_plot, probe_plot, report, card]
+    option_inputs = [eval_file, max_examples, max_new_tokens, probes, judge]
+    start.click(start_eval, [run_picker, *option_inputs], [status, shown])
+    cancel.click(cancel_eval, [run_picker], [status])
+    for component in (run_picker, *option_inputs):
+        component.change(expected_text, [run_picker, *option_inputs], expected)
+    run_picker.change(lambda: None, None, shown)  # a new pick renders its results on the next poll
+    gr.Timer(POLL_SECONDS).tick(poll, [run_picker, shown], [status, run_picker, shown, *result_outputs], show_progress="hidden")
     refresh.click(lambda: gr.update(choices=chat_run_choices()), None, run_picker)
     return {"run_picker": run_picker, "refresh_choices": lambda: gr.update(choices=chat_run_choices())}

@@ -107,15 +107,19 @@ def _run_base(record) -> str:
 
 
 def cmd_eval(args) -> int:
-    from .evaluate import EvalOptions, evaluate_run, summary_markdown
-    from .jobs import registry
+    from .evaluate import EvalOptions, summary_markdown
+    from .jobs import evaljob, registry
 
     record = registry.get(args.run_id)
     if record is None:
         raise StudioError(f"no run with id {args.run_id}.", hint="See `python -m studio runs list`.")
-    options = EvalOptions(data=args.data, max_examples=args.max_examples, max_new_tokens=args.max_new_tokens, probes=not args.no_probes, judge=args.judge)
-    progress = (lambda fraction, message: print(f"[{fraction:4.0%}] {message}", file=sys.stderr)) if not args.json else None
-    results = evaluate_run(record, options, progress=progress)
+    given = {"max_examples": args.max_examples, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
+    options = EvalOptions(data=args.data, probes=not args.no_probes, judge=args.judge, **{k: v for k, v in given.items() if v is not None})
+    if args.background:
+        job = evaljob.start(record.id, options)
+        print(json.dumps({"job_id": job.id, "run_dir": str(job.run_dir)}) if args.json else f"evaluation job {job.id} started; results in {job.run_dir}")
+        return 0
+    results = evaljob.execute(record, options, job_id=args.job_id, echo=lambda line: print(line, file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps(results))
     else:
@@ -257,10 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("run_id")
     evaluation.add_argument("--json", action="store_true", help="print the results as one JSON object")
     evaluation.add_argument("--data", help="eval file (default: the run's held-out split or DATA.heldout.jsonl)")
-    evaluation.add_argument("--max-examples", type=int, default=64)
-    evaluation.add_argument("--max-new-tokens", type=int, default=48)
+    evaluation.add_argument("--max-examples", type=int, help="default: EvalOptions in studio/evaluate.py (32)")
+    evaluation.add_argument("--max-new-tokens", type=int, help="per answer (default 40; probe answers 24)")
+    evaluation.add_argument("--batch-size", type=int, help="answers decoded together (default 16)")
     evaluation.add_argument("--no-probes", action="store_true", help="skip the capability-regression probe")
     evaluation.add_argument("--judge", help="a local model (e.g. embedded) to judge base vs tuned answers")
+    evaluation.add_argument("--background", action="store_true", help="start the evaluation as a job and return at once (see `runs list`)")
+    evaluation.add_argument("--job-id", help=argparse.SUPPRESS)  # the job row a background evaluation runs as
     evaluation.set_defaults(func=cmd_eval)
 
     export = sub.add_parser("export", help="export a run: adapter, merged safetensors or GGUF, with a model card")

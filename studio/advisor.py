@@ -404,11 +404,12 @@ def trainable_model(model: str | None) -> bool:
 
 
 DEFAULT_MAX_LENGTH = 512  # without a dataset to measure
+GRPO_RESPONSE_LENGTH = 128  # GRPO preset: new tokens per sampled completion
 
 
 def pick_method(*, shape: str = "instruction", goal: str = "style", examples: int = 1000, token_p95: int | None = None,
                 model: str = "embedded", device: str = "gpu", wants_scalar_reward: bool = False,
-                has_principles: bool = False) -> MethodChoice:
+                has_principles: bool = False, checkable_answers: bool = False) -> MethodChoice:
     """Choose among the seven techniques and size a preset; every choice says why in one line."""
     from .config import METHODS
     from .estimator import Setup, estimate, load_architecture, memory
@@ -423,6 +424,10 @@ def pick_method(*, shape: str = "instruction", goal: str = "style", examples: in
     elif shape == "text":
         method = "full"
         reasons.append(("method-shape", "raw documents (no prompts) → full fine-tuning with the loss on every token (continued pre-training)."))
+    elif checkable_answers and shape in ("instruction", "prompts") and not has_principles:
+        method = "grpo"
+        reasons.append(("method-shape", "answers a rule can check (a format, an exact or numeric answer) and no preference pairs → GRPO with "
+                                        "verifiable rewards: the check is the reward, no reward model and no written answers needed."))
     elif shape == "prompts" or has_principles:
         method = "constitutional"
         reasons.append(("method-shape", "prompts plus principles → Constitutional AI: critique and revise, then train on the revisions."))
@@ -432,6 +437,10 @@ def pick_method(*, shape: str = "instruction", goal: str = "style", examples: in
 
     arch = load_architecture(model)
     max_length = min(4096, _round_up(max(token_p95, 32), 64)) if token_p95 else DEFAULT_MAX_LENGTH
+    grpo_knobs = {}
+    if method == "grpo":  # max_length holds the prompt and the sampled completion
+        max_length += GRPO_RESPONSE_LENGTH
+        grpo_knobs = {"completion_length": GRPO_RESPONSE_LENGTH}
     batch = 8 if arch.params < 1e9 else 4
     gradient_checkpointing = arch.params >= 1e9
 
@@ -449,12 +458,12 @@ def pick_method(*, shape: str = "instruction", goal: str = "style", examples: in
         else:
             reasons.append(("method-hardware", f"bf16 LoRA fits a 24 GB card ({lora.peak_gib:.1f} GiB at batch 1) → no need for 4-bit QLoRA."))
 
-    est_method = method if method in ("lora", "qlora", "full", "instruction", "dpo", "ppo", "rlhf", "constitutional") else "lora"
-    setup = Setup(method=est_method, seq=max_length, batch=batch, gradient_checkpointing=gradient_checkpointing, device=device)
+    est_method = method if method in ("lora", "qlora", "full", "instruction", "dpo", "ppo", "rlhf", "constitutional", "grpo") else "lora"
+    setup = Setup(method=est_method, seq=max_length, batch=batch, gradient_checkpointing=gradient_checkpointing, device=device, **grpo_knobs)
     fitted = estimate(arch, setup)
     if device == "gpu" and not fitted.fits_24gb:
         gradient_checkpointing = True
-        setup = Setup(method=est_method, seq=max_length, batch=batch, gradient_checkpointing=True, device=device)
+        setup = Setup(method=est_method, seq=max_length, batch=batch, gradient_checkpointing=True, device=device, **grpo_knobs)
         fitted = estimate(arch, setup)
         batch = max(1, min(batch, fitted.max_batch_24gb))
         setup.batch = batch
@@ -463,10 +472,11 @@ def pick_method(*, shape: str = "instruction", goal: str = "style", examples: in
     rank = {"style": 16, "format": 16, "vocabulary": 32, "reasoning": 64, "knowledge": 32}.get(goal, 16)
     if examples < 500:
         rank = min(rank, 16)
-    adapters = method in ("lora", "qlora", "dpo", "reward", "ppo", "rlhf", "constitutional")
+    adapters = method in ("lora", "qlora", "dpo", "reward", "ppo", "rlhf", "constitutional", "grpo")
     tiny = arch.params < 3e8
     lr = {"lora": 1e-3 if tiny else 2e-4, "qlora": 2e-4, "instruction": 5e-5 if tiny else 2e-5, "full": 2e-5,
-          "dpo": 5e-5 if tiny else 5e-6, "reward": 1e-4, "ppo": 1e-5, "rlhf": 1e-5, "constitutional": 2e-4}[method]
+          "dpo": 5e-5 if tiny else 5e-6, "reward": 1e-4, "ppo": 1e-5, "rlhf": 1e-5, "constitutional": 2e-4,
+          "grpo": 5e-4 if tiny else 1e-5}[method]
     epochs = 3 if examples < 300 else 2 if examples < 2000 else 1
     grad_accum = max(1, 16 // batch) if examples >= 256 else 1
     values = {
@@ -490,12 +500,38 @@ def pick_method(*, shape: str = "instruction", goal: str = "style", examples: in
         values.update({"lora_r": rank, "lora_alpha": 2 * rank})
         why["lora_r"] = f"goal '{goal}': " + ("a format or style needs little capacity." if rank <= 16 else "more capacity for new vocabulary or reasoning patterns.")
         why["lora_alpha"] = "2 × rank, the usual scaling."
+    if method == "grpo":
+        grpo_values, grpo_why = grpo_preset(goal, shape, batch * grad_accum)
+        values.update(grpo_values)
+        why.update(grpo_why)
     preset = Preset(method, values, why, estimate=fitted.to_dict())
     return MethodChoice(method, reasons, preset)
 
 
+def grpo_preset(goal: str, shape: str, batch: int) -> tuple[dict, dict]:
+    """GRPO's knobs: a starting reward list for the goal, and whole groups of completions per batch."""
+    if goal == "format":
+        rewards = [{"type": "json_valid", "weight": 1.0}, {"type": "regex", "pattern": r"^\s*\{", "weight": 0.5}]
+        reward_why = "goal 'format': valid JSON scores 1 (add a `schema` to check the fields), a leading { gives partial credit."
+    elif shape == "instruction":
+        rewards = [{"type": "numeric" if goal == "reasoning" else "exact", "weight": 1.0}, {"type": "length", "max": 400, "weight": 0.2}]
+        reward_why = "your data's replies are the references: " + ("the final number must match" if goal == "reasoning" else "the answer must match") + "; a small length reward keeps answers short."
+    else:
+        rewards = [{"type": "length", "max": 400, "weight": 1.0}]
+        reward_why = "prompts without references: start from a length band and add a regex or your own Python reward for what you check."
+    generations = 4 if batch % 4 == 0 else 2  # batch: per device x accumulation, which must hold whole groups
+    values = {"rewards": rewards, "num_generations": generations, "response_length": GRPO_RESPONSE_LENGTH, "kl_coef": 0.04}
+    why = {
+        "rewards": reward_why,
+        "num_generations": f"{generations} completions per prompt: the advantage is each one's reward against its group's mean (each batch of {batch} holds whole groups).",
+        "response_length": "new tokens per completion: sampling time grows with it, so keep it to what an answer needs.",
+        "kl_coef": "a small pull toward the base model keeps the policy from drifting while it chases the reward.",
+    }
+    return values, why
+
+
 def advise(answers: Answers, *, signals: DatasetSignals | None = None, model: str = "embedded", device: str = "gpu",
-           wants_scalar_reward: bool = False, has_principles: bool = False) -> Recommendation:
+           wants_scalar_reward: bool = False, has_principles: bool = False, checkable_answers: bool = False) -> Recommendation:
     """Decision, plus method and preset when the answer involves fine-tuning."""
     recommendation = decide(answers)
     if recommendation.approach in ("fine-tune", "both"):
@@ -508,6 +544,7 @@ def advise(answers: Answers, *, signals: DatasetSignals | None = None, model: st
             device=device,
             wants_scalar_reward=wants_scalar_reward,
             has_principles=has_principles,
+            checkable_answers=checkable_answers,
         )
         recommendation.method = choice.method
         recommendation.preset = choice.preset

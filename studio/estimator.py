@@ -24,7 +24,10 @@ that chooser picks on a 24 GB card. `fast_path=False` gives the plain TRL path d
 
 DPO doubles the tokens (chosen + rejected; the reference is the adapter switched off, so no second
 copy). PPO holds policy (+adapter; reference = adapter off), a trainable value model and a frozen
-reward model, as TRL's PPOTrainer does. Reference architectures ship in assets/architectures/.
+reward model, as TRL's PPOTrainer does. GRPO trains on `batch` sampled completions of `seq` tokens
+(prompt + completion) with logits over the `completion_length` completion tokens only (TRL's
+logits_to_keep), after generating them with a KV cache over the generation batch; its time counts every prompt `num_generations` times
+plus one forward per generated token. Reference architectures ship in assets/architectures/.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ CONTEXT_GIB = 1.5  # left for the CUDA context and allocator slack (as issue 7 e
 # memory() (measured LoRA 128x4 and full 128x2 on the embedded model, bench/estimator_calibration.py).
 CPU_ACTIVATION_FACTOR = 1.5
 ARCH_DIR = asset("architectures")
-ESTIMATE_METHODS = ("full", "instruction", "lora", "qlora", "dpo", "reward", "ppo", "rlhf", "constitutional")
+ESTIMATE_METHODS = ("full", "instruction", "lora", "qlora", "dpo", "reward", "ppo", "rlhf", "constitutional", "grpo")
 OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit", "sgd")
 
 # Throughput reference points (measured) used to turn FLOPs into time.
@@ -200,11 +203,13 @@ class Setup:
     fast_path: bool = True  # GPU: the studio's fast path (studio/perf.py), as its trainers run by default
     activation_offloading: bool = False  # fast path: checkpointed layer inputs kept on the CPU
     fused_loss: bool | None = None  # fast path: a loss that never holds full logits (None: SFT yes, DPO no)
+    num_generations: int = 4  # GRPO: completions sampled per prompt
+    completion_length: int = 256  # GRPO: new tokens per completion (response_length); `seq` is prompt + completion
 
     def validate(self) -> None:
         if self.method not in ESTIMATE_METHODS:
             raise StudioError(f"method '{self.method}' is not one of {', '.join(ESTIMATE_METHODS)}.", where="method")
-        for name in ("seq", "batch", "lora_r"):
+        for name in ("seq", "batch", "lora_r", "num_generations", "completion_length"):
             if int(getattr(self, name)) < 1:
                 raise StudioError(f"{name} must be at least 1, got {getattr(self, name)}.", where=name)
         if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
@@ -222,7 +227,7 @@ class MemoryEstimate:
 
 
 def _adapter(method: str) -> bool:
-    return method in ("lora", "qlora", "dpo", "reward", "ppo", "rlhf", "constitutional")
+    return method in ("lora", "qlora", "dpo", "reward", "ppo", "rlhf", "constitutional", "grpo")
 
 
 FAST_PATH_METHODS = ("full", "instruction", "lora", "qlora", "dpo")
@@ -314,6 +319,8 @@ def memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
         per_layer *= 2  # policy and value model both run forward/backward on the rollouts
 
     logits = 12 * v * tokens if method != "reward" else 0  # bf16 logits + fp32 log-probs + gradient
+    if method == "grpo":  # log-probs of the completion tokens only (logits_to_keep)
+        logits = 12 * v * setup.batch * min(setup.completion_length, setup.seq)
     if setup.gradient_checkpointing:
         saved = layers * act * h * tokens
         layer_backward = per_layer * tokens + act * (2 * h + 2 * i) * tokens
@@ -330,6 +337,12 @@ def memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
         extra += arch.params * (weight_bytes + (2 * weight_bytes if not cpu else 8))  # its gradient + moments
         extra += arch.params * weight_bytes  # frozen reward model
         extra += 2 * layers * arch.kv_dim * act * tokens  # rollout KV cache
+    if method == "grpo":
+        # generation: a KV cache for every sequence of the generation batch (`batch` completions: the
+        # per-device share of prompts x num_generations), at full prompt + completion length, plus the
+        # sampling step's logits; freed before the training forward, so it competes with activations.
+        generation = 2 * layers * arch.kv_dim * act * tokens + 4 * v * setup.batch
+        activations = max(activations, generation)
     peak = weights + state + extra + max(activations, optimizer_temp)
     parts = {
         "weights": weights,
@@ -389,6 +402,8 @@ def train_flops_per_token(arch: Architecture, setup: Setup) -> float:
     matmul = arch.linear_params + arch.vocab * arch.hidden
     forward = 2 * matmul + 2 * arch.layers * setup.seq * arch.q_dim
     passes = (2 if _adapter(setup.method) else 3) + (1 if setup.gradient_checkpointing else 0)
+    if setup.method == "grpo":
+        passes += 2  # the sampling forward (token by token) and the reference's log-probs
     return forward * passes
 
 
@@ -461,6 +476,10 @@ def estimate(model: str | Architecture, setup: Setup | None = None, *, train_tok
     notes = []
     if setup.method in ("ppo", "rlhf"):
         notes.append("PPO counts policy + adapter (reference = adapter off), a trained value model and a frozen reward model; rollouts add a KV cache.")
+    if setup.method == "grpo":
+        notes.append(f"GRPO samples {setup.num_generations} completions of up to {setup.completion_length} tokens per prompt: "
+                     f"train_tokens should count each prompt {setup.num_generations} times (dataset prompts x epochs x num_generations x seq). "
+                     "Sampling runs token by token and is memory-bound, so the time is a lower bound; the KL reference is the adapter switched off.")
     if setup.method == "qlora" and setup.device == "cpu":
         notes.append("QLoRA needs a CUDA GPU (bitsandbytes 4-bit); on a CPU this is an fp32 LoRA.")
     result = Estimate(

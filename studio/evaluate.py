@@ -41,7 +41,7 @@ REFUSAL_OPENING = re.compile(
     re.IGNORECASE,
 )
 SIDES = ("base", "tuned")
-PROBE_MAX_NEW_TOKENS = 32  # every probe answer is checked in its first sentence or two
+PROBE_MAX_NEW_TOKENS = 24  # every probe answer is checked in its first sentence or two (the longest rule, a 3-line list, needs ~12)
 
 
 @dataclass

@@ -21,12 +21,15 @@ PANELS = [
     ("DPO reward margin", ["rewards/margins", "eval_rewards/margins"]),
     ("DPO accuracy", ["rewards/accuracies", "eval_rewards/accuracies"]),
     ("Rewards: chosen vs rejected", ["rewards/chosen", "rewards/rejected", "eval_rewards/chosen", "eval_rewards/rejected"]),  # DPO, KTO
-    ("KL to the reference", ["kl", "eval_kl"]),  # KTO's batch KL estimate
+    ("KL to the reference", ["kl", "eval_kl"]),  # KTO's batch KL estimate; GRPO's KL (when kl_coef > 0)
     ("Reward-model accuracy", ["accuracy", "eval_accuracy"]),
     ("PPO reward", ["objective/rlhf_reward", "objective/scores"]),
     ("PPO KL", ["objective/kl"]),
     ("PPO entropy", ["objective/entropy"]),
     ("PPO value loss", ["loss/value_avg"]),
+    ("GRPO reward per function (mean)", ["rewards/*/mean"]),  # one series per reward function (a glob)
+    ("GRPO total reward (weighted)", ["reward", "eval_reward"]),
+    ("Completion length (tokens)", ["completions/mean_length", "completions/max_length"]),
 ]
 
 LAYOUT = dict(template="plotly_white", margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
@@ -65,7 +68,7 @@ def loss_figure(rows: list[dict], *, title: str = "Training loss", log_scale: bo
         traces.append(dict(type="scatter", x=steps, y=smooth(losses), mode="lines", name="smoothed", line=dict(color="rgb(99,110,250)", width=3)))
     if eval_losses:
         traces.append(dict(type="scatter", x=eval_steps, y=eval_losses, mode="lines+markers", name="eval loss", line=dict(color="rgb(239,85,59)", width=2)))
-    warnings = [r["step"] for r in rows if r.get("warning")]
+    warnings = [r["step"] for r in rows if r.get("warning") and not r.get("kind")]  # overfitting; a reward error has a kind
     shapes = [dict(type="line", xref="x", yref="paper", x0=step, x1=step, y0=0, y1=1, line=dict(color="rgb(255,161,90)", dash="dot")) for step in warnings]
     annotations = [dict(x=step, xref="x", y=1, yref="paper", text="overfitting?", showarrow=False, xanchor="left") for step in warnings]
     return _fast_figure(traces, dict(
@@ -76,7 +79,18 @@ def loss_figure(rows: list[dict], *, title: str = "Training loss", log_scale: bo
 
 def present_panels(rows: list[dict]) -> list[tuple[str, list[str]]]:
     keys = {k for r in rows for k, v in r.items() if isinstance(v, (int, float))}
-    return [(title, [k for k in panel_keys if k in keys]) for title, panel_keys in PANELS if any(k in keys for k in panel_keys)]
+    panels = [(title, _present(panel_keys, keys)) for title, panel_keys in PANELS]
+    return [(title, found) for title, found in panels if found]
+
+
+def _present(panel_keys: list[str], keys: set[str]) -> list[str]:
+    """The logged keys of one panel; a key with `*` matches every logged key of that shape."""
+    from fnmatch import fnmatchcase
+
+    found = []
+    for key in panel_keys:
+        found += sorted(k for k in keys if fnmatchcase(k, key)) if "*" in key else ([key] if key in keys else [])
+    return found
 
 
 def _grid(n_panels: int, columns: int, titles: list[str]) -> dict:

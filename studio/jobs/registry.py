@@ -35,11 +35,13 @@ CREATE TABLE IF NOT EXISTS runs (
     message TEXT,
     final_metrics TEXT,
     run_dir TEXT NOT NULL,
-    device TEXT
+    device TEXT,
+    kind TEXT
 );
 """
 # Columns added after the first release: older registries gain them on open.
-MIGRATIONS = {"device": "ALTER TABLE runs ADD COLUMN device TEXT"}
+MIGRATIONS = {"device": "ALTER TABLE runs ADD COLUMN device TEXT", "kind": "ALTER TABLE runs ADD COLUMN kind TEXT"}
+KINDS = ("train", "eval")  # a job's kind; NULL in older registries means train. An eval job's run_dir is RUN/eval/<timestamp>
 
 
 @dataclass
@@ -59,6 +61,7 @@ class RunRecord:
     final_metrics: dict
     run_dir: Path
     device: str | None = None
+    kind: str | None = None  # "eval" for an evaluation job (its `dataset` is the evaluated run's id); else training
 
     @property
     def alive(self) -> bool:
@@ -112,13 +115,14 @@ def new_run_id(name_hint: str = "run") -> str:
     return run_id
 
 
-def create(run_id: str, *, name: str, method: str, model: str, dataset: str, status: str = "queued") -> RunRecord:
-    run_dir = runs_dir() / run_id
+def create(run_id: str, *, name: str, method: str, model: str, dataset: str, status: str = "queued",
+           kind: str = "train", run_dir: Path | None = None) -> RunRecord:
+    run_dir = Path(run_dir) if run_dir else runs_dir() / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     with closing(_connect()) as conn, conn:
         conn.execute(
-            "INSERT OR IGNORE INTO runs (id, name, method, model, dataset, status, created, run_dir) VALUES (?,?,?,?,?,?,?,?)",
-            (run_id, name, method, model, dataset, status, time.time(), str(run_dir)),
+            "INSERT OR IGNORE INTO runs (id, name, method, model, dataset, status, created, run_dir, kind) VALUES (?,?,?,?,?,?,?,?,?)",
+            (run_id, name, method, model, dataset, status, time.time(), str(run_dir), kind),
         )
     return get(run_id)
 
@@ -187,7 +191,8 @@ def _record(row: sqlite3.Row) -> RunRecord:
 def _reconcile(record: RunRecord) -> RunRecord:
     """A `running`/`queued` run whose process is gone was interrupted (killed, crashed, rebooted)."""
     if record.status in ("running", "queued") and record.pid and not is_alive(record.pid, record.pid_start):
-        finish(record.id, "interrupted", "The training process stopped unexpectedly; resume it from its last checkpoint.")
+        finish(record.id, "interrupted", "The evaluation process stopped unexpectedly; start it again." if record.kind == "eval"
+               else "The training process stopped unexpectedly; resume it from its last checkpoint.")
         return get(record.id, reconcile=False)
     return record
 
@@ -201,7 +206,8 @@ def get(run_id: str, *, reconcile: bool = True) -> RunRecord | None:
     return _reconcile(record) if reconcile else record
 
 
-def list_runs(limit: int = 200) -> list[RunRecord]:
+def list_runs(limit: int = 200, kind: str = "train") -> list[RunRecord]:
+    """Jobs of one kind, newest first: training runs by default, `kind="eval"` for evaluation jobs."""
     with closing(_connect()) as conn:
-        rows = conn.execute("SELECT * FROM runs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
+        rows = conn.execute("SELECT * FROM runs WHERE COALESCE(kind, 'train')=? ORDER BY created DESC LIMIT ?", (kind, limit)).fetchall()
     return [_reconcile(_record(r)) for r in rows]

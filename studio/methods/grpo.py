@@ -23,6 +23,7 @@ from pathlib import Path
 from .. import models
 from ..config import RunConfig
 from ..data import load_dataset_file
+from ..data.loader import Loaded
 from ..data.formats import prompt_and_reply
 from ..errors import StudioError
 from ..rewards import RewardError, build_reward_funcs, text_of
@@ -34,12 +35,13 @@ REFERENCE_COLUMNS = ("reference", "answer", "solution", "ground_truth")
 COMPLETIONS_PER_STEP = 8  # rows of the sampled-completions table written per logged step
 
 
-def read_rows(path: str | Path) -> list[dict]:
-    """{"prompt": messages, "reference": str | None} from prompt-only, instruction, chat or preference data."""
-    loaded = load_dataset_file(path)
+def read_rows(path: str | Path, loaded: Loaded | None = None) -> list[dict]:
+    """{"prompt": messages, "reference": str | None} of every usable row of `loaded` (or of the file at
+    `path`): prompt-only, instruction, chat or preference data."""
+    loaded = loaded if loaded is not None else load_dataset_file(path)
     if loaded.format == "text":
         raise StudioError("this dataset is raw text, which has no prompts.", where=str(path), hint=PROMPT_HINT[0].upper() + PROMPT_HINT[1:])
-    raw_kept = loaded.kept if len(loaded.kept) == len(loaded.conversations) else []  # raw row of each train example
+    ids = list(loaded.kept) + list(getattr(loaded, "eval_kept", []) or [])
     rows = []
     for index, example in enumerate(loaded.conversations + loaded.eval_conversations):
         prompt, reply = prompt_and_reply(example)
@@ -48,8 +50,8 @@ def read_rows(path: str | Path) -> list[dict]:
         reference = None
         if reply and example.get("label", True):  # a KTO row labelled undesirable is no reference
             reference = "\n".join(m["content"] for m in reply if m["role"] == "assistant") or None
-        elif index < len(raw_kept) and isinstance(loaded.rows[raw_kept[index]], dict):
-            raw = loaded.rows[raw_kept[index]]
+        elif index < len(ids) and ids[index] < len(loaded.rows) and isinstance(loaded.rows[ids[index]], dict):
+            raw = loaded.rows[ids[index]]  # a prompt-only row may carry its answer in a column of its own
             value = next((raw[c] for c in REFERENCE_COLUMNS if raw.get(c) not in (None, "")), None)
             reference = None if value is None else (value if isinstance(value, str) else json.dumps(value))
         rows.append({"prompt": prompt, "reference": reference})
@@ -151,11 +153,12 @@ def run(cfg: RunConfig, ctx: RunContext) -> dict:
     from datasets import Dataset
     from trl import GRPOConfig
 
-    rows = read_rows(cfg.data)
-    check_references(cfg, rows)
-    train, evaluation = split(rows, cfg)
-    with_reference = sum(1 for r in rows if r["reference"])
-    ctx.log(f"data: {len(rows)} prompts ({with_reference} with a reference answer; {len(train)} train, {len(evaluation)} held out)")
+    loaded = load_dataset_file(cfg.data)
+    check_references(cfg, read_rows(cfg.data, loaded))
+    train_rows, eval_rows, _ = split(cfg, ctx, loaded)  # the one split; writes RUN/split.json
+    train = read_rows(cfg.data, train_rows)
+    evaluation = read_rows(cfg.data, eval_rows) if eval_rows.conversations else []
+    ctx.log(f"data: {len(train)} train prompts ({sum(1 for r in train if r['reference'])} with a reference answer), {len(evaluation)} held out")
     resolved = models.resolve(cfg.model, trust_remote_code=cfg.trust_remote_code)
     ctx.log(f"model: {resolved.display_name} ({resolved.kind}) from {resolved.path}")
     tokenizer = prepare_tokenizer(resolved)
@@ -169,7 +172,7 @@ def run(cfg: RunConfig, ctx: RunContext) -> dict:
         reported.add(error.name)
         ctx.log(str(error))
         ctx.metrics.append({"step": getattr(state, "global_step", 0), "time": time.time(), "warning": str(error), "kind": "reward_error",
-                            "reward": error.name, "error_type": error.type, "error": error.message})
+                            "reward_name": error.name, "error_type": error.type, "error": error.message})
 
     funcs, weights, names = build_reward_funcs(cfg.rewards, on_error=on_error, reward_model_scorer=reward_model_scorer(resolved, tokenizer))
     ctx.log("rewards: " + ", ".join(f"{n} (x{w:g})" for n, w in zip(names, weights)))

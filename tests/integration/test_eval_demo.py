@@ -1,4 +1,4 @@
-"""`python -m studio eval` on the shared demo run: the tune lowers held-out loss; the probe runs."""
+"""`python -m studio eval` on the shared demo run: paired metrics, honest labels, the probe, the job."""
 
 from __future__ import annotations
 
@@ -17,21 +17,28 @@ def test_eval_json_base_vs_tuned(trained_demo_run):
     (run,) = json.loads(run_cli("runs", "list", "--json", home=home).stdout)
     result = run_cli("eval", run["id"], "--json", "--max-new-tokens", "20", home=home)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "/156 examples · ETA" in result.stderr  # 2 x 10 loss + 2 x 10 answers + 2 x 68 probe items, on stderr
     results = json.loads(result.stdout.strip().splitlines()[-1])
-    base, tuned = results["base"], results["tuned"]
-    print({k: (round(base[k], 3), round(tuned[k], 3)) for k in base})
-    assert results["eval_data"]["kind"] == "held-out file" and results["eval_data"]["examples"] == 10
-    assert tuned["eval_loss"] < base["eval_loss"]
-    assert tuned["perplexity"] < base["perplexity"]
-    assert tuned["rouge_l"] > base["rouge_l"]  # the held-out references are in the taught JSON shape
+    metrics = results["metrics"]
+    print({k: (round(m["base"], 3), round(m["tuned"], 3), [round(c, 3) for c in m["ci"]], m["verdict"]) for k, m in metrics.items()})
+    assert results["eval_data"]["kind"] == "held-out file" and results["eval_data"]["examples"] == 10 and results["eval_data"]["held_out"]
+    for metric in metrics.values():
+        assert {"base", "tuned", "delta", "ci", "verdict"} <= set(metric) and metric["n"] in (10, 68)
+        assert metric["ci"][0] <= metric["delta"] <= metric["ci"][1]
+    # the demo tune teaches the held-out answers' JSON shape: a drop in loss that 10 examples can show
+    assert metrics["eval_loss"]["verdict"] == "better" and metrics["eval_loss"]["ci"][1] < 0
     categories = results["probes"]["categories"]
-    assert set(categories) == {"arithmetic", "facts", "instruction following", "refusal"}
-    assert results["regressions"] == [c for c, v in categories.items() if v["base"] - v["tuned"] >= 0.25]
+    assert set(categories) == {"arithmetic", "facts", "instruction following", "format", "refusal", "reasoning"}
+    assert results["regressions"] == [c for c, v in categories.items() if v["regressed"]]
+    assert all(v["p_value"] < 0.05 and len(v["lost"]) > len(v["gained"]) for c, v in categories.items() if c in results["regressions"])
     report = Path(results["report"])
-    assert report.is_file() and report.parent == Path(run["run_dir"]) / "eval"
+    assert report.is_file() and report.parent.parent == Path(run["run_dir"]) / "eval"  # eval/<timestamp>/report.html
     page = report.read_text()
-    assert "Plotly.newPlot" in page and "Capability probe" in page
-    assert json.loads((report.parent / "results.json").read_text())["tuned"]["eval_loss"] == tuned["eval_loss"]
+    assert "Plotly.newPlot" in page and "Capability probe" in page and "n = 10 examples" in page
+    assert (report.parent / "summary.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((report.parent / "results.json").read_text())["metrics"]["eval_loss"]["tuned"] == metrics["eval_loss"]["tuned"]
+    (job,) = [j for j in json.loads(run_cli("runs", "list", "--json", home=home).stdout)]  # eval jobs are not training runs
+    assert job["id"] == run["id"]
 
 
 def test_eval_of_an_unknown_run_is_one_line(trained_demo_run):

@@ -1,0 +1,90 @@
+"""Evaluation bench (issue 14): does `python -m studio eval RUN` with its defaults finish the demo
+run's evaluation in <= 3 minutes on this CPU, and what per-token rate does the UI's estimate use?
+
+Trains the demo run (one LoRA epoch of assets/demo/json_answers.jsonl on the embedded model, as
+tests/conftest.py's shared demo run) into a fresh STUDIO_HOME unless --home names one that holds it,
+then times the evaluation with the CLI's defaults (wall clock: process start, model load, eval loss,
+answers, the 68-item probe, report). Records the rates the run measured (seconds per answer token at
+the max-new-tokens budget, seconds per loss example), which `studio.evaluate.measured_rates` uses
+for the UI's "expected time" until a machine has measured its own. A shared 2-core box makes wall
+clock depend on whatever else runs: the load average at the start and end is recorded too.
+
+    .venv/bin/python bench/eval_bench.py [--home DIR]
+Writes bench/results/eval_bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "assets" / "demo" / "json_answers.jsonl"
+OUT = REPO / "bench" / "results" / "eval_bench.json"
+LIMIT_SECONDS = 180
+
+
+def cli(home: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "studio", *args], cwd=REPO, env={**os.environ, "STUDIO_HOME": str(home)}, capture_output=True, text=True)
+
+
+def demo_run(home: Path) -> str:
+    runs = json.loads(cli(home, "runs", "list", "--json").stdout or "[]")
+    done = [r for r in runs if r["status"] == "completed" and Path(r["dataset"]).name == DATA.name]
+    if done:
+        return done[0]["id"]
+    config = home / "run.yaml"
+    config.write_text(f"model: embedded\nmethod: lora\ndata: {DATA}\nnum_train_epochs: 1\nlearning_rate: 1.0e-3\nmax_length: 256\nper_device_train_batch_size: 8\n")
+    result = cli(home, "train", str(config))
+    if result.returncode != 0:
+        sys.exit(result.stderr[-2000:])
+    return Path(result.stdout.strip().splitlines()[-1]).name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, help="a STUDIO_HOME that holds the demo run (default: a fresh one)")
+    args = parser.parse_args()
+    home = args.home or Path(tempfile.mkdtemp(prefix="eval-bench-"))
+    home.mkdir(parents=True, exist_ok=True)
+    run_id = demo_run(home)
+    (home / "eval_rates.json").unlink(missing_ok=True)  # time the defaults, not a previous measurement
+    load_before = os.getloadavg()
+    started = time.time()
+    result = cli(home, "eval", run_id, "--json")
+    seconds = time.time() - started
+    if result.returncode != 0:
+        sys.exit(result.stderr[-2000:])
+    results = json.loads(result.stdout.strip().splitlines()[-1])
+    record = {
+        "command": ".venv/bin/python bench/eval_bench.py",
+        "what": "python -m studio eval DEMO_RUN --json with the CLI defaults, wall clock including process start and model load",
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "model": "embedded",
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average_before": [round(v, 2) for v in load_before],
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        "defaults": results["options"],
+        "examples": results["eval_data"]["examples"],
+        "eval_data": results["eval_data"]["kind"],
+        "probe_items": len(results.get("probes", {}).get("items", [])),
+        "seconds_total": round(seconds, 1),
+        "seconds_in_evaluate_run": results["seconds"],
+        "limit_seconds": LIMIT_SECONDS,
+        "within_limit": seconds <= LIMIT_SECONDS,
+        "rates": {k: results["rates"][k] for k in ("gen_s_per_token", "loss_s_per_example")},
+        "verdicts": {name: m["verdict"] for name, m in results["metrics"].items()},
+    }
+    OUT.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()

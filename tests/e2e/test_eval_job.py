@@ -1,0 +1,58 @@
+"""In a real browser on the shared demo run: an evaluation is a job. It states the expected time
+before it starts, shows "k/N examples · ETA" while it runs, is still shown with its progress after a
+reload (the page reattaches to it), and Cancel stops it within 10 s."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+
+from studio.jobs import registry
+
+pytestmark = pytest.mark.e2e
+
+PROGRESS = re.compile(r"(\d+)/(\d+) examples")
+
+
+def open_evaluate(page, url: str) -> None:
+    page.goto(url)
+    page.get_by_role("tab", name="Evaluate").click()
+
+
+def test_eval_job_survives_a_reload_and_cancels_within_10_s(demo_server, page, monkeypatch):
+    monkeypatch.setenv("STUDIO_HOME", str(demo_server["home"]))
+    open_evaluate(page, demo_server["url"])
+    page.locator("#eval-run input").click()
+    page.get_by_role("option").filter(has_text=demo_server["run_id"]).first.click()
+    expected = page.locator("#eval-expected")
+    expected.get_by_text("Expected:").wait_for(timeout=30_000)
+    assert "examples" in expected.inner_text() and ("about" in expected.inner_text() or "no measured rate" in expected.inner_text())
+    page.locator("#eval-start").click()
+    status = page.locator("#eval-status")
+    status.get_by_text("examples").wait_for(timeout=60_000)
+    assert PROGRESS.search(status.inner_text()), status.inner_text()
+
+    page.reload()  # a new page: nothing picked; it must find the running evaluation by itself
+    page.get_by_role("tab", name="Evaluate").click()
+    status = page.locator("#eval-status")
+    status.get_by_text("examples").wait_for(timeout=15_000)
+    assert PROGRESS.search(status.inner_text()) and "Evaluating" in status.inner_text(), status.inner_text()
+    assert demo_server["run_id"] in page.locator("#eval-run input").input_value()
+    (job,) = [j for j in registry.list_runs(kind="eval") if j.status in ("queued", "running")]
+    assert job.dataset == demo_server["run_id"]
+
+    started = time.time()
+    page.locator("#eval-cancel").click()
+    while time.time() - started < 15:
+        job = registry.get(job.id)
+        if job.status not in ("queued", "running"):
+            break
+        time.sleep(0.1)
+    took = time.time() - started
+    assert job.status == "cancelled" and took <= 10, (job.status, took)
+    assert not registry.is_alive(job.pid, job.pid_start)
+    status.get_by_text("cancelled").wait_for(timeout=10_000)
+    assert not (job.run_dir / "results.json").exists() and os.path.isdir(job.run_dir)

@@ -1,0 +1,99 @@
+"""GRPO without a model: its data (prompts + references), plot panels, completions table, advisor and estimator terms."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+
+import pytest
+
+from studio.advisor import pick_method
+from studio.config import RunConfig
+from studio.errors import StudioError
+from studio.estimator import Setup, estimate, load_architecture, memory
+from studio.methods import check_data
+from studio.methods.grpo import read_completions, read_rows, write_completions
+from studio.plots import metrics_figure, present_panels
+from tests.conftest import DEMO_DATA, REPO
+
+PROMPTS = REPO / "assets" / "demo" / "prompts.jsonl"
+
+
+def test_rows_carry_the_reference_of_each_format(tmp_path):
+    rows = read_rows(DEMO_DATA)  # alpaca: the reply is the reference
+    assert rows[0] == {"prompt": [{"role": "user", "content": "What is the capital of France?"}], "reference": '{"topic": "geography", "answer": "Paris"}'}
+    assert all(r["reference"] is None for r in read_rows(PROMPTS))
+    gsm = tmp_path / "gsm.jsonl"  # prompt-only rows with their answer in a column of their own
+    gsm.write_text(json.dumps({"prompt": "What is 6 x 7?", "answer": "#### 42"}) + "\n" + json.dumps({"prompt": "Name a colour."}) + "\n")
+    assert [r["reference"] for r in read_rows(gsm)] == ["#### 42", None]
+    kto = tmp_path / "kto.jsonl"
+    kto.write_text(json.dumps({"prompt": "Hi", "completion": "Hello!", "label": True}) + "\n" + json.dumps({"prompt": "Hey", "completion": "Go away.", "label": False}) + "\n")
+    assert [r["reference"] for r in read_rows(kto)] == ["Hello!", None]  # an undesirable answer is no reference
+
+
+def test_exact_reward_on_prompts_without_references_is_refused_before_training():
+    cfg = RunConfig.from_dict({"method": "grpo", "data": str(PROMPTS), "rewards": [{"type": "json_valid"}, {"type": "numeric"}]})
+    with pytest.raises(StudioError, match=r"rewards\[1\] \(numeric\) compares with a reference answer, but no row of the data has one"):
+        check_data(cfg)
+    check_data(RunConfig.from_dict({"method": "grpo", "data": str(DEMO_DATA), "rewards": [{"type": "exact"}]}))
+
+
+def test_text_data_is_refused(tmp_path):
+    text = tmp_path / "docs.jsonl"
+    text.write_text(json.dumps({"text": "A document."}) + "\n")
+    with pytest.raises(StudioError, match="raw text, which has no prompts"):
+        check_data(RunConfig.from_dict({"method": "grpo", "data": str(text), "rewards": [{"type": "json_valid"}]}))
+
+
+def test_reward_panels_one_series_per_function():
+    rows = [{"step": s, "reward": 0.5 * s, "rewards/json_valid/mean": 0.1 * s, "rewards/format/mean": 0.2 * s, "rewards/format/std": 0.1,
+             "kl": 0.01 * s, "completions/mean_length": 20 - s} for s in (1, 2, 3)]
+    rows.append({"step": 2, "time": 0, "warning": "reward 'x' raised KeyError: k", "kind": "reward_error"})
+    panels = dict(present_panels(rows))
+    assert panels["GRPO reward per function (mean)"] == ["rewards/format/mean", "rewards/json_valid/mean"]
+    assert panels["GRPO total reward (weighted)"] == ["reward"]
+    assert panels["KL to the reference"] == ["kl"]
+    assert panels["Completion length (tokens)"] == ["completions/mean_length"]
+    names = {trace["name"] for trace in metrics_figure(rows).to_dict()["data"]}
+    assert {"rewards/format/mean", "rewards/json_valid/mean", "reward", "kl", "completions/mean_length"} <= names
+    # a DPO run's reward keys do not open the GRPO panel
+    assert "GRPO reward per function (mean)" not in dict(present_panels([{"step": 1, "rewards/chosen": 1.0, "rewards/margins": 0.5}]))
+
+
+def test_completions_table_rows(tmp_path):
+    logs = {"prompt": deque(["<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"] * 2),
+            "completion": deque(['{"answer": "4"}', "four"]), "advantages": deque([0.7, -0.7]),
+            "rewards": {"json_valid": deque([1.0, 0.0]), "regex": deque([1.0, float("nan")])}}
+    path = tmp_path / "completions.jsonl"
+    write_completions(path, 3, logs, ["json_valid", "regex"], [1.0, 0.5])
+    write_completions(path, 4, logs, ["json_valid", "regex"], [1.0, 0.5])
+    rows = read_completions(tmp_path, last_steps=1)
+    assert [r["step"] for r in rows] == [4, 4]
+    assert rows[0] == {"step": 4, "prompt": "What is 2+2?", "completion": '{"answer": "4"}', "rewards": {"json_valid": 1.0, "regex": 1.0},
+                       "total": 1.5, "advantage": 0.7}
+    assert rows[1]["rewards"] == {"json_valid": 0.0, "regex": None} and rows[1]["total"] == 0.0
+
+
+def test_advisor_proposes_grpo_when_answers_can_be_checked():
+    choice = pick_method(shape="instruction", goal="format", examples=500, checkable_answers=True)
+    assert choice.method == "grpo" and "GRPO" in choice.reasons[0][1]
+    values = choice.preset.run_config_values(data=str(DEMO_DATA))
+    cfg = RunConfig.from_dict(values)  # the preset is a valid run config
+    assert [r["type"] for r in cfg.rewards] == ["json_valid", "regex"]
+    assert (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps) % cfg.num_generations == 0
+    assert cfg.response_length < cfg.max_length
+    assert pick_method(shape="preference", checkable_answers=True).method == "dpo"  # preference pairs: DPO, as before
+    assert pick_method(shape="instruction", checkable_answers=False).method == "lora"
+
+
+def test_estimator_counts_generations_times_length():
+    arch = load_architecture("Llama-3-8B")
+    short = memory(arch, Setup(method="grpo", seq=1024, batch=8, completion_length=128))
+    long = memory(arch, Setup(method="grpo", seq=1024, batch=8, completion_length=896))
+    more = memory(arch, Setup(method="grpo", seq=1024, batch=16, completion_length=128))
+    assert long.parts_gib["logits"] == pytest.approx(7 * short.parts_gib["logits"], rel=0.01)  # log-probs of completion tokens only
+    assert more.peak_gib > short.peak_gib
+    result = estimate(arch, Setup(method="grpo", seq=1024, batch=8, num_generations=8, completion_length=512))
+    assert any("8 completions of up to 512 tokens" in note for note in result.notes)
+    lora = estimate(arch, Setup(method="lora", seq=1024, batch=8))
+    assert result.tokens_per_s_4090 < lora.tokens_per_s_4090  # sampling and the reference pass cost time
