@@ -207,7 +207,7 @@ def boolean_label(value, where: str) -> bool:
         return True
     if text in FALSE_WORDS:
         return False
-    raise RowError(where, f"expected a boolean-like label (true/false, 1/0, yes/no; true = desirable), got {value!r}", "bad label")
+    raise RowError(where, f"expected a boolean-like label (true/false, 1/0, yes/no; true = desirable), got {value!r}", "wrong type")
 
 
 def check_turn_order(messages: list[dict], name: str, *, needs_reply: bool = True) -> None:

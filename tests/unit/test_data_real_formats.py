@@ -28,7 +28,7 @@ def test_kto_files_are_detected_and_keep_their_labels(name):
 def test_a_label_that_is_not_boolean_like_is_a_row_problem():
     loaded = load_dataset_file(PUBLIC / "kto_en_demo.json")
     (problem,) = loaded.problems
-    assert (problem.row, problem.line, problem.field, problem.kind) == (11, 132, "label", "bad label")
+    assert (problem.row, problem.line, problem.field, problem.kind) == (11, 132, "label", "wrong type")
     assert "'maybe'" in problem.message and "true/false" in problem.message
     trl_style = {"prompt": [{"role": "user", "content": "2+2?"}], "completion": [{"role": "assistant", "content": "4"}], "label": "no"}
     assert detect_format(trl_style) == "kto" and convert(trl_style, "kto")["label"] is False
