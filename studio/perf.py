@@ -390,6 +390,29 @@ def explain_library_warnings(attention: str | None) -> None:
         logger.filters = [f for f in logger.filters if not isinstance(f, _Explained)] + ([loggers[name]] if name in loggers else [])
 
 
+OFFLOAD_FORWARD_STASH = 1  # layer inputs TRL's offload keeps on the GPU at the end of the forward (its default: 5)
+
+
+def lean_activation_offload() -> None:
+    """TRL's activation offload keeps the last 5 offloaded tensors on the GPU (its forward stash) into
+    the backward; with checkpointed layers those are whole layer inputs (0.67 GiB each for an 8B model
+    at 80k tokens). One is enough at long contexts, where a layer's compute hides the copy; TRL's
+    SFTTrainer takes the manager's defaults, so the studio sets this one where SFTTrainer looks it up."""
+    import functools
+
+    from trl.models import get_act_offloading_ctx_manager
+    from trl.trainer import sft_trainer
+
+    original = getattr(get_act_offloading_ctx_manager, "func", get_act_offloading_ctx_manager)
+    sft_trainer.get_act_offloading_ctx_manager = functools.partial(original, max_fwd_stash_size=OFFLOAD_FORWARD_STASH)
+
+
+def kernels_cold() -> bool:
+    """True when the compiled-kernel cache (studio.procenv puts it under $STUDIO_HOME/cache) is empty."""
+    cache = os.environ.get("TRITON_CACHE_DIR")
+    return bool(cache) and not any(os.scandir(cache) if os.path.isdir(cache) else ())
+
+
 def liger_available() -> bool:
     if os.environ.get("STUDIO_NO_LIGER") == "1":
         return False
@@ -504,6 +527,10 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
                     + oom_advice(method=cfg.method, batch_size=plan.per_device_train_batch_size, gradient_accumulation_steps=plan.gradient_accumulation_steps,
                                  max_length=plan.max_length, gradient_checkpointing=plan.gradient_checkpointing, planned=LAST_RUN).replace("Out of GPU memory. ", ""))
     explain_library_warnings(attention if packing else None)
+    if kernels_cold():
+        log.info(f"compiling GPU kernels, first run only (the first step takes longer; cached in {os.environ.get('TRITON_CACHE_DIR')})")
+    if plan.activation_offloading and trainer == "sft":
+        lean_activation_offload()
     if packing and getattr(model.config, "_attn_implementation", None) != attention:
         model.set_attn_implementation(attention)
     return dataclasses.replace(args, **trainer_overrides(plan, trainer=trainer, liger=liger, packing=packing, fsdp=fsdp)), model
