@@ -65,12 +65,13 @@ def preview_rows(loaded: Loaded, limit: int = 20) -> list[dict]:
         last = lambda turns: _text(turns[-1]) if isinstance(turns, list) and turns else str(turns or "")  # noqa: E731
         if "rejected" in convo:
             prompt = [m for m in convo.get("prompt") or messages if m.get("role") == "user"]
-            row = {"system": first("system"), "prompt": last(prompt), "chosen": last(convo.get("chosen")), "rejected": last(convo.get("rejected"))}
+            row = {"prompt": last(prompt), "chosen": last(convo.get("chosen")), "rejected": last(convo.get("rejected"))}
         elif "label" in convo and "completion" in convo:
-            row = {"system": first("system"), "prompt": first("user"), "completion": last(convo.get("completion")), "label": "good" if convo["label"] else "bad"}
+            row = {"prompt": first("user"), "completion": last(convo.get("completion")), "label": "good" if convo["label"] else "bad"}
         else:
             tools = [_text(m) for m in messages if m.get("tool_calls")]
-            row = {"system": first("system"), "user": first("user"), "assistant": first("assistant") or (tools[0] if tools else ""), "turns": len(messages)}
+            row = {"user": first("user"), "assistant": first("assistant") or (tools[0] if tools else ""), "turns": len(messages)}
+        row["system"] = first("system")  # last: usually empty, and long when present
         rows.append(row)
     if not any(row["system"] for row in rows):
         for row in rows:
