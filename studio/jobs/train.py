@@ -27,7 +27,7 @@ from ..errors import StudioError
 from ..paths import runs_dir
 from ..resources import child_env
 from . import registry
-from .metrics import CANCEL_FILE, OUTCOME_FILE, STOPPING_FILE
+from ..runfiles import CANCEL_FILE, OUTCOME_FILE, STOPPING_FILE, checkpoint_problem, latest_checkpoint  # noqa: F401 (re-exported)
 
 
 
@@ -45,44 +45,6 @@ def preflight(cfg: RunConfig) -> None:
 
     precheck(cfg.model)
     check_data(cfg)  # the data must fit the method (e.g. DPO needs preference pairs)
-
-
-def latest_checkpoint(run_dir: Path) -> str | None:
-    """The newest complete checkpoint (trainer_state.json is written last, so a checkpoint cut off
-    mid-save by a kill is skipped)."""
-    checkpoints = sorted(
-        (p for p in (run_dir / "checkpoints").glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]),
-    )
-    for checkpoint in reversed(checkpoints):
-        problem = checkpoint_problem(checkpoint)
-        if problem is None:
-            return str(checkpoint)
-        logging.getLogger("studio.run").warning(f"skipping {checkpoint.name}: {problem}; falling back to an earlier checkpoint")
-    return None
-
-
-def checkpoint_problem(checkpoint: Path) -> str | None:
-    """Why a checkpoint cannot be resumed from (partial or corrupt), or None when it looks whole."""
-    from safetensors import safe_open
-
-    state = checkpoint / "trainer_state.json"
-    if not state.is_file():
-        return "no trainer_state.json (the save was cut off)"
-    try:
-        json.loads(state.read_text())
-    except (OSError, json.JSONDecodeError):
-        return "trainer_state.json is corrupt"
-    for weights in checkpoint.glob("*.safetensors"):
-        try:
-            with safe_open(str(weights), framework="pt") as handle:
-                handle.keys()
-        except Exception:  # any header failure means a truncated or corrupt file
-            return f"{weights.name} is corrupt"
-    for name in ("optimizer.pt", "scheduler.pt"):
-        if (checkpoint / name).exists() and (checkpoint / name).stat().st_size == 0:
-            return f"{name} is empty"
-    return None
 
 
 def remove_partial_checkpoints(run_dir: Path) -> list[str]:

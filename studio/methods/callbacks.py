@@ -11,7 +11,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ..jobs.metrics import CANCEL_FILE, STOPPING_FILE, truncate_after
+from ..runfiles import CANCEL_FILE, STOPPING_FILE, truncate_after
 
 # Test hook: STUDIO_INJECT_FAULT=oom raises a CUDA-style OOM when training starts, so the OOM
 # path (message, `failed` status, memory release) is tested without a GPU.

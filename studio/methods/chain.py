@@ -15,7 +15,7 @@ from transformers import TrainerCallback
 
 from ..config import RunConfig
 from ..errors import StudioError
-from ..jobs.metrics import CANCEL_FILE
+from ..runfiles import CANCEL_FILE
 from .context import RunContext
 
 DONE_FILE = "done.json"
@@ -54,7 +54,7 @@ def cancel_requested(ctx: RunContext) -> bool:
 
 def run_stage(parent: RunContext, name: str, cfg: RunConfig, runner, *, resume: bool) -> tuple[Path, dict]:
     """Run `runner(cfg, stage_ctx)` in stages/<name>; returns (stage folder, final metrics)."""
-    from ..jobs.train import latest_checkpoint
+    from ..runfiles import latest_checkpoint
 
     folder = parent.run_dir / "stages" / name
     folder.mkdir(parents=True, exist_ok=True)

@@ -168,10 +168,10 @@ def load_policy(cfg: RunConfig, resolved: models.ResolvedModel):
 
 def adapter_folder(source: str | Path) -> Path | None:
     """A run id, a run folder or an adapter folder -> the folder holding adapter_config.json."""
-    from ..jobs import registry
+    from ..paths import runs_dir
 
-    record = registry.get(str(source)) if source and "/" not in str(source) else None
-    path = Path(record.run_dir) if record else Path(str(source)).expanduser()
+    run_folder = runs_dir() / str(source) if source and "/" not in str(source) else None  # a training run id
+    path = run_folder if run_folder is not None and run_folder.is_dir() else Path(str(source)).expanduser()
     for candidate in (path, path / "adapter", path / "reward_model"):
         if (candidate / "adapter_config.json").is_file():
             return candidate

@@ -107,7 +107,7 @@ def write_completions(path: Path, step: int, logs: dict, names: list[str], weigh
 
 def read_completions(run_dir: Path, last_steps: int = 3) -> list[dict]:
     """The sampled-completions rows of the last `last_steps` logged steps (newest first)."""
-    from ..jobs.metrics import read_metrics
+    from ..runfiles import read_metrics
 
     rows = read_metrics(Path(run_dir) / COMPLETIONS_FILE)
     steps = sorted({r.get("step", 0) for r in rows}, reverse=True)[:last_steps]
