@@ -159,6 +159,10 @@ def raw_to_form(keys: list[str], raw: dict) -> list:
             updates.append(0 if raw[key] in (-1, None) else raw[key])
         elif key == "lora_alpha" and "lora_r" in raw and raw[key] == 2 * raw["lora_r"]:
             updates.append(0)
+        elif isinstance(raw[key], list):  # GRPO's rewards: the form's box holds YAML text
+            from studio.rewards import rewards_to_text
+
+            updates.append(rewards_to_text(raw[key]))
         else:
             updates.append(raw[key])
     return updates

@@ -8,13 +8,14 @@ from __future__ import annotations
 import gradio as gr
 
 from studio import models
-from studio.config import CAI_MODES, DPO_LOSSES, LORA_TARGETS, METHOD_KNOBS, METHODS, RunConfig
+from studio.config import CAI_MODES, DPO_LOSSES, GRPO_WEIGHTS, LORA_TARGETS, METHOD_KNOBS, METHODS, RunConfig
 from studio.jobs import registry, runner
+from studio.rewards import PRIMARY_KEY, REWARD_TYPES, add_reward, runs_code
 
 from .common import error_text, status_html
 from .run_monitor import build_monitor, build_reuse, default_run, form_to_raw, raw_to_form, run_choices, stop_run  # noqa: F401
 
-KNOB_NAMES = ("dpo_beta", "dpo_loss_type", "reward_model", "sft_data", "rl_algorithm", "response_length", "kl_coef", "ppo_epochs", "num_generations", "constitution", "cai_mode", "judge_model")
+KNOB_NAMES = ("dpo_beta", "dpo_loss_type", "reward_model", "sft_data", "rl_algorithm", "response_length", "kl_coef", "ppo_epochs", "num_generations", "constitution", "cai_mode", "judge_model", "rewards", "weights")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 TRUST_WARNING = ("⚠️ trust_remote_code runs Python code shipped inside the model's folder or hub repo, with your user's rights, "
                  "on this machine. Turn it on only for a model whose code you have read and trust.")
@@ -53,12 +54,42 @@ def build_method_knobs() -> dict:
             "response_length": gr.Number(value=d.response_length, label="Generated tokens per prompt", precision=0, minimum=1, visible=False, elem_id="train-response-length"),
             "kl_coef": gr.Number(value=d.kl_coef, label="KL coefficient", visible=False, info=help_of["kl_coef"], elem_id="train-kl-coef"),
             "ppo_epochs": gr.Number(value=d.ppo_epochs, label="PPO epochs per rollout", precision=0, minimum=1, visible=False, elem_id="train-ppo-epochs"),
-            "num_generations": gr.Number(value=d.num_generations, label="RLOO samples per prompt", precision=0, minimum=2, visible=False, elem_id="train-num-generations"),
+            "num_generations": gr.Number(value=d.num_generations, label="Samples per prompt (RLOO, GRPO)", precision=0, minimum=2, visible=False, elem_id="train-num-generations"),
             "constitution": gr.Textbox(value="", label="Constitution file (empty = the studio's default principles)", visible=False, elem_id="train-constitution"),
             "cai_mode": gr.Dropdown(choices=[(f"{k} — {v}", k) for k, v in CAI_MODES.items()], value=d.cai_mode, label="Constitutional AI training", visible=False, elem_id="train-cai-mode"),
             "judge_model": gr.Textbox(value="", label="Judge model (empty = the model itself)", visible=False, elem_id="train-judge-model"),
+            "weights": gr.Dropdown(choices=list(GRPO_WEIGHTS), value=d.weights, label="GRPO trains", visible=False, info=help_of["weights"], elem_id="train-grpo-weights"),
+            "rewards": gr.Textbox(value="", label="GRPO rewards (YAML list; the composer below adds to it)", lines=4, visible=False, info=help_of["rewards"], elem_id="train-rewards"),
         }
     return widgets
+
+
+PYTHON_REWARD_WARNING = "⚠️ A python reward runs your file's code inside the training process, with your user's rights. Use only a file you wrote or have read."
+REWARD_VALUE_HINT = {"regex": "pattern, e.g. ^\\s*\\{", "json_valid": "optional JSON Schema (JSON text) or a .json file", "numeric": "optional tolerance",
+                     "length": "max length in characters", "reward_model": "reward run id or folder", "python": "path of your .py file", "exact": "(no value)"}
+
+
+def build_reward_composer(rewards: gr.Textbox) -> gr.Group:
+    """GRPO's reward composer: pick a type, give its value and weight, Add (validated, appended to the YAML box)."""
+    with gr.Group(visible=False, elem_id="train-reward-composer") as composer:
+        with gr.Row():
+            kind = gr.Dropdown(choices=[(f"{k} — {text}", k) for k, (text, _) in REWARD_TYPES.items()], value="json_valid", label="Reward", scale=2, elem_id="train-reward-type")
+            value = gr.Textbox(label=PRIMARY_KEY["json_valid"], placeholder=REWARD_VALUE_HINT["json_valid"], scale=2, elem_id="train-reward-value")
+            weight = gr.Number(value=1.0, label="Weight", scale=1, elem_id="train-reward-weight")
+            add = gr.Button("Add reward", size="sm", elem_id="train-reward-add")
+        status = gr.HTML(elem_id="train-reward-status")
+        warning = gr.HTML(visible=False, elem_id="train-reward-warning")
+
+    def do_add(text, kind_value, value_text, weight_value):
+        try:
+            return add_reward(text, kind_value, value_text, weight_value), "", ""
+        except Exception as err:  # noqa: BLE001
+            return gr.skip(), gr.skip(), status_html(error_text(err), "error")
+
+    kind.change(lambda k: gr.update(label=PRIMARY_KEY.get(k, "value"), placeholder=REWARD_VALUE_HINT.get(k, ""), value=""), kind, value)
+    add.click(do_add, [rewards, kind, value, weight], [rewards, value, status])
+    rewards.change(lambda text: gr.update(value=status_html(PYTHON_REWARD_WARNING, "warn"), visible=True) if runs_code(text) else gr.update(value="", visible=False), rewards, warning)
+    return composer
 
 
 def build_advanced() -> tuple[dict, gr.HTML]:
@@ -147,6 +178,7 @@ def build(dataset_path: gr.State) -> dict:
                 max_length = gr.Number(value=256, label="Max length (tokens)", precision=0, minimum=16, elem_id="train-maxlen")
                 lora_r = gr.Number(value=16, label="LoRA rank", precision=0, minimum=1, elem_id="train-rank")
             knob_widgets = build_method_knobs()
+            reward_composer = build_reward_composer(knob_widgets["rewards"])
             advanced, trust_warning = build_advanced()
             with gr.Row():
                 start = gr.Button("Start training", variant="primary", elem_id="train-start")
@@ -172,6 +204,7 @@ def build(dataset_path: gr.State) -> dict:
     drop_copies.click(drop_eval_copies, [data, advanced["eval_fraction"]], [action, data, drop_copies])
     start.click(lambda *values: start_run(keys, *values), list(form.values()), [action, run_picker, started])
     method.change(show_method_knobs, method, list(knob_widgets.values()))
+    method.change(lambda m: gr.update(visible=m == "grpo"), method, reward_composer)
     stop.click(stop_run, run_picker, action)
 
     def restore():

@@ -367,3 +367,56 @@ def _guarded(batch: Callable, name: str, on_error) -> Callable:
 
     reward.__name__ = reward.__qualname__ = name
     return reward
+
+
+# ---------------------------------------------------------------- the UI's composer (text <-> list)
+
+# The one key the composer's single value box fills for each type (the others keep their defaults).
+PRIMARY_KEY = {"regex": "pattern", "json_valid": "schema", "numeric": "tolerance", "length": "max", "reward_model": "run", "python": "file"}
+
+
+def rewards_to_text(specs: list[dict] | None) -> str:
+    """A rewards list as the YAML the Train tab's box shows (one flow mapping per line)."""
+    import yaml
+
+    return yaml.safe_dump(list(specs or []), sort_keys=False, default_flow_style=None, allow_unicode=True, width=1000) if specs else ""
+
+
+def add_reward(text: str, kind: str, value: str = "", weight: float | None = 1.0) -> str:
+    """The composer's Add: the rewards in `text` plus one of `kind`, its main key set from `value`;
+    the new list is validated (a bad regex or schema is refused with its position)."""
+    import yaml
+
+    try:
+        specs = yaml.safe_load(text or "") or []
+    except yaml.YAMLError as err:
+        raise StudioError(f"rewards: the list above is not valid YAML ({getattr(err, 'problem', err)}).", hint="Fix or clear it, then add again.") from None
+    if not isinstance(specs, list):
+        raise StudioError("rewards: the box must hold a YAML list (lines starting with `- `).", hint="Clear it, then add again.")
+    spec: dict = {"type": kind, "weight": 1.0 if weight in (None, "") else float(weight)}
+    value = str(value or "").strip()
+    key = PRIMARY_KEY.get(kind)
+    if value and key is None:
+        raise StudioError(f"rewards: {kind} takes no value (it compares with the reference answer); leave the value empty.")
+    if value:
+        if key in ("tolerance", "max"):
+            try:
+                spec[key] = float(value) if "." in value or "e" in value.lower() else int(value)
+            except ValueError:
+                raise StudioError(f"rewards: {kind} needs a number for `{key}`, got {value!r}.") from None
+        elif key == "schema" and value.startswith("{"):
+            try:
+                spec[key] = json.loads(value)
+            except json.JSONDecodeError as err:
+                raise StudioError(f"rewards: the schema is not valid JSON ({err.msg}, column {err.colno}).") from None
+        else:
+            spec[key] = value
+    validate_rewards(specs + [spec])
+    return rewards_to_text(specs + [spec])
+
+
+def runs_code(specs: Any) -> bool:
+    """Whether a rewards list (or its YAML text) has a `python` reward, which runs the user's code."""
+    if isinstance(specs, str):
+        return bool(re.search(r"type\s*:\s*['\"]?python\b", specs))
+    return any(isinstance(s, dict) and s.get("type") == "python" for s in specs or [])

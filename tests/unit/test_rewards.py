@@ -150,3 +150,18 @@ def test_grpo_config_needs_rewards_and_whole_groups():
     assert RunConfig.from_dict(cfg.to_dict()).rewards == cfg.rewards  # YAML round-trip
     with pytest.raises(StudioError, match="rewards: not a valid YAML/JSON list"):
         RunConfig.from_dict({**base, "rewards": "- {type: json_valid"})
+
+
+def test_composer_adds_validated_rewards_to_the_yaml_box():
+    from studio.rewards import add_reward, runs_code
+
+    text = add_reward("", "json_valid", '{"type": "object", "required": ["answer"]}')
+    text = add_reward(text, "regex", r"^\s*\{", 0.5)
+    cfg = RunConfig.from_dict({"method": "grpo", "data": str(PROMPTS), "rewards": text})  # the box's text is the config value
+    assert cfg.rewards == [{"type": "json_valid", "weight": 1.0, "schema": {"type": "object", "required": ["answer"]}},
+                           {"type": "regex", "weight": 0.5, "pattern": r"^\s*\{"}]
+    with pytest.raises(StudioError, match=r"rewards\[2\] \(regex\): pattern '\[a-' does not compile"):
+        add_reward(text, "regex", "[a-")
+    with pytest.raises(StudioError, match="length needs a number for `max`"):
+        add_reward(text, "length", "long")
+    assert not runs_code(text) and runs_code(text + "- {type: python, file: mine.py}\n")
