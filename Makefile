@@ -34,6 +34,7 @@ run: setup
 	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = Darwin ]; then $(PY) launch.py --app; else $(PY) launch.py; fi
 
 test: setup browser
+	$(VENV)/bin/lint-imports  # the layers in pyproject.toml: no gradio in studio/, no jobs in methods, tabs share only components.common
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
 test-unit: setup

@@ -52,7 +52,7 @@ def check_data(cfg) -> None:
         check_references(cfg, read_rows(cfg.data))
     elif method == "constitutional":
         read_prompts(cfg.data)
-        from .constitutional import load_constitution
+        from .constitution import load_constitution
 
         load_constitution(cfg.constitution)
     else:
