@@ -68,6 +68,21 @@ def test_a_template_with_tool_support_gets_tools_and_calls_structured():
     assert 'CALL convert_currency {"amount": 1000' in rendered.trained_text
 
 
+def test_a_template_that_rejects_role_tool_gets_results_as_user_turns():
+    tokenizer = copy.deepcopy(tokenizer_for("embedded"))
+    tokenizer.chat_template = (  # alternation-strict, like Llama-2/Mistral templates: no role "tool"
+        "{% for m in messages %}{% if m.role not in ['system', 'user', 'assistant'] %}{{ raise_exception('unknown role') }}{% endif %}"
+        "<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    from studio.data import load_dataset_file
+
+    example = load_dataset_file(PUBLIC / "openai_tool_calls.jsonl").conversations[2]
+    rendered = render(example, tokenizer)
+    assert rendered.tools_fallback
+    assert "<|im_start|>user\n<tool_response>\n391\n</tool_response>\n<tool_response>" in rendered.text  # both results, one turn
+    assert '"name": "multiply"' in rendered.trained_text and "391" not in rendered.trained_text.split("17 times")[0]
+
+
 def test_inspect_counts_cut_answers_placeholders_and_unused_columns(capsys):
     long = str(PUBLIC / "long_answer_past_cut.jsonl")
     right = cli_json(capsys, "inspect", long, "--max-length", "256", "--json")
