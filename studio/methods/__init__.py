@@ -19,7 +19,7 @@ MODULES = {
     "constitutional": "constitutional",
     "grpo": "grpo",
 }
-SFT_FORMATS_REFUSED = {"preference": "dpo or reward", "prompt_only": "grpo, ppo, rloo or constitutional", "kto": "dpo (after converting to pairs)"}
+SFT_FORMATS_REFUSED = {"preference": "dpo or reward", "prompt_only": "grpo, ppo, rloo or constitutional"}
 
 
 def runner_for(method: str):
