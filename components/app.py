@@ -13,6 +13,7 @@ from studio.jobs import overview
 from studio.resources import asset
 
 from . import chat_tab, data_tab, evaluate_tab, export_tab, method_tab, runs_tab, train_tab
+from .common import end_session
 from .theme import studio_theme
 
 CSS = asset("studio.css").read_text() if asset("studio.css").is_file() else ""
@@ -24,10 +25,13 @@ STEPS = (("data", "Data"), ("method", "Method"), ("train", "Train"), ("chat", "C
 STEP_BUTTONS = {"chat": ("chat-send", "ab-send", "suite-run"), "evaluate": ("eval-start",), "export": ("export-start",)}
 
 
-def status_bar_html() -> str:
-    """The status bar's content: hardware · active run · queue."""
+def status_bar_html():
+    """The status bar's content: hardware · active run · queue (unchanged for a tick when the registry is busy)."""
     esc = html.escape
-    now = overview.overview()
+    try:
+        now = overview.overview()
+    except (OSError, sqlite3.Error):
+        return gr.skip()
     icon = "gpu" if now.hardware.gpu else "cpu"
     parts = [f'<span class="sb-item sb-hw sb-{icon}" title="Hardware">{esc(now.hardware.label)}</span>']
     if now.active:
@@ -138,4 +142,6 @@ def build_app() -> gr.Blocks:
             for elem_id in elem_ids:
                 if elem_id in by_id:
                     by_id[elem_id].click(mark(step), done_steps, stepper_outputs)
+        # Temp copies this browser session made for downloads go when it closes.
+        app.unload(end_session)
     return app
