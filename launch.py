@@ -38,10 +38,14 @@ def is_loopback(host: str) -> bool:
 
 
 def read_auth(args: argparse.Namespace) -> list[tuple[str, str]] | None:
-    """Credentials from --auth user:pass or --auth-file (one user:pass per line)."""
+    """Credentials from --auth-file (one user:pass per line), $STUDIO_AUTH, or --auth user:pass (which
+    every local user can read in `ps`, so it prints a warning)."""
     lines: list[str] = []
     if args.auth:
+        print("warning: --auth puts the password in the process list (ps); use --auth-file FILE or the STUDIO_AUTH variable.", file=sys.stderr)
         lines.append(args.auth)
+    if os.environ.get("STUDIO_AUTH", "").strip():
+        lines.append(os.environ["STUDIO_AUTH"].strip())
     if args.auth_file:
         path = Path(args.auth_file).expanduser()
         if not path.is_file():
@@ -60,8 +64,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Fine-tuning Studio")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--auth", help="require a login, as user:password")
+    parser.add_argument("--auth", help="require a login, as user:password (visible in ps: prefer --auth-file or $STUDIO_AUTH)")
     parser.add_argument("--auth-file", help="file with one user:password per line")
+    parser.add_argument("--allow-path", action="append", default=[], metavar="DIR",
+                        help="served beyond loopback, typed paths must lie under the studio home; add a folder users may read (repeatable)")
     parser.add_argument("--app", action="store_true", help="open the studio in a chromeless app window (Chromium/Chrome/Edge --app), else the default browser")
     return parser.parse_args(argv)
 
@@ -94,14 +100,23 @@ def main(argv: list[str] | None = None) -> None:
     if not is_loopback(args.host) and not auth:
         print(
             f"error: refusing to serve on {args.host} without a login: anyone who can reach the port could "
-            "train, read your data and run models. Add --auth user:password (or --auth-file FILE), "
+            "train, read your data and run models. Add --auth-file FILE (or STUDIO_AUTH=user:password), "
             "or keep the default --host 127.0.0.1.",
             file=sys.stderr,
         )
         raise SystemExit(2)
 
     from components.app import CSS, THEME, build_app
-    from studio.paths import studio_home
+    from studio.paths import ALLOW_ENV, CONFINE_ENV
+
+    if not is_loopback(args.host):
+        # Typed paths (data, model, constitution, ...) confined to the studio home, the shipped assets,
+        # Gradio's upload folder and the owner's --allow-path roots (studio.paths.confine).
+        from gradio.utils import get_upload_folder
+
+        os.environ[CONFINE_ENV] = "1"
+        roots = [str(Path(p).expanduser().resolve()) for p in args.allow_path] + [get_upload_folder()]
+        os.environ[ALLOW_ENV] = os.pathsep.join(roots)
 
     app = build_app().queue(default_concurrency_limit=8)
     # quiet: Gradio's own banner ends with the share-link hint, which this studio never offers.
@@ -115,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         css=CSS,
         footer_links=[],
         show_error=False,
-        allowed_paths=[str(studio_home())],
+        allowed_paths=[],  # downloads are per-session temp copies (components.common.downloadable); the studio home is not served
         max_file_size=MAX_UPLOAD,
         prevent_thread_lock=True,
     )

@@ -20,7 +20,7 @@ from studio.data.formats import USED_COLUMNS, placeholder_name, row_placeholders
 from studio.data.readers import FILE_TYPES
 from studio.data.render import MODES, notes, render, tokens_html
 from studio.data.versions import apply_edits, list_versions, prepare
-from studio.paths import datasets_dir
+from studio.paths import confine, datasets_dir
 from studio.resources import asset
 
 from .common import error_text, status_html
@@ -109,7 +109,7 @@ def load_dataset(files, path_text: str, fmt: str, mapping: str):
     state["fmt"] = None if fmt in (None, "", AUTO) else fmt
     state["mapping"] = (mapping or "").strip()
     try:
-        stored = [str(import_file(source, state["fmt"], mapping=state["mapping"] or None)[0]) for source in sources]
+        stored = [str(import_file(confine(source, "data"), state["fmt"], mapping=state["mapping"] or None)[0]) for source in sources]
         state["paths"] = stored
         loaded = _load(state)
     except Exception as err:  # noqa: BLE001 - every failure becomes a message, never a traceback

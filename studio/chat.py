@@ -319,12 +319,8 @@ def generate_batch(side: Side, conversations: list[list[dict]], settings: Genera
             tokenizer.apply_chat_template(chat_messages(convo, settings.system_prompt), add_generation_prompt=True, tokenize=False)
             for convo in chunk
         ]
-        previous_side = tokenizer.padding_side
-        tokenizer.padding_side = "left"
-        try:
-            encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        finally:
-            tokenizer.padding_side = previous_side
+        # padding_side per call: the tokenizer is shared by every session, so it is never switched
+        encoded = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
         sample = settings.temperature > 0
         options = dict(max_new_tokens=max(1, settings.max_new_tokens), do_sample=sample, pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_ids)
         if sample:

@@ -38,3 +38,53 @@ def _sub(name: str) -> Path:
     path = studio_home() / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# Served beyond loopback (launch.py sets these), a path a user types must lie under the studio home,
+# the shipped assets, or a root the owner listed with --allow-path (os.pathsep-separated).
+CONFINE_ENV = "STUDIO_CONFINE_PATHS"
+ALLOW_ENV = "STUDIO_ALLOWED_PATHS"
+
+
+def allowed_roots() -> list[Path]:
+    """Where user-typed paths may point when confinement is on."""
+    from .resources import assets_root
+
+    extra = [Path(p).expanduser() for p in os.environ.get(ALLOW_ENV, "").split(os.pathsep) if p.strip()]
+    return [root.resolve() for root in (studio_home(), assets_root(), *extra)]
+
+
+def confine(path: str | Path, what: str) -> Path:
+    """`path` (resolved, symlinks followed) when confinement is off or it lies under an allowed root;
+    otherwise a StudioError naming the field. Relative paths resolve against the working directory."""
+    from .errors import StudioError
+
+    resolved = Path(str(path).strip()).expanduser().resolve()
+    if os.environ.get(CONFINE_ENV) != "1":
+        return resolved
+    roots = allowed_roots()
+    if any(resolved == root or resolved.is_relative_to(root) for root in roots):
+        return resolved
+    raise StudioError(
+        f"{path} is outside the folders this studio may read.",
+        where=what,
+        hint=f"Served beyond this machine, paths must lie under {', '.join(map(str, roots))}; the owner can add a folder with `launch.py --allow-path DIR`.",
+    )
+
+
+def confine_config(cfg) -> None:
+    """Confine every path a run config names: data files, the constitution, GRPO reward files, and
+    the model / judge / reward model where they name a local path rather than a hub or run id."""
+    for name in ("data", "sft_data", "constitution"):
+        value = str(getattr(cfg, name, "") or "").strip()
+        if value:
+            confine(value, name)
+    for name in ("model", "judge_model", "reward_model"):
+        value = str(getattr(cfg, name, "") or "").strip()
+        if value and (value.endswith(".gguf") or value.startswith((".", "/", "~")) or Path(value).expanduser().exists()):
+            confine(value, name)
+    for index, spec in enumerate(getattr(cfg, "rewards", None) or []):
+        for key in ("file", "schema"):
+            value = spec.get(key) if isinstance(spec, dict) else None
+            if isinstance(value, str) and value.strip() and (key == "file" or value.strip().endswith(".json")):
+                confine(value, f"rewards[{index}].{key}")

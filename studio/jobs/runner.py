@@ -44,8 +44,10 @@ def start(cfg: RunConfig | None = None, *, resume_id: str | None = None) -> regi
         config_path = record.run_dir / "config.yaml"
         args = ["--run-id", resume_id, "--resume"]
     else:
+        from ..paths import confine_config
         from .train import preflight
 
+        confine_config(cfg)  # served beyond loopback: only the studio home and the owner's --allow-path roots
         preflight(cfg)  # fail fast in the caller for a missing/empty dataset
         run_id = registry.new_run_id(cfg.name or f"{cfg.method}-{Path(cfg.data).stem}")
         record = registry.create(
