@@ -102,6 +102,22 @@ def refresh_metrics(run_id, seen):
     return metrics_figure(rows), len(rows)
 
 
+def refresh_completions(run_id, seen):
+    """Slow timer tick: GRPO's table of sampled completions (RUN/completions.jsonl), hidden for other methods."""
+    from studio.plots import completions_table
+    from studio.runfiles import COMPLETIONS_FILE, read_completions
+
+    record = registry.get(run_id) if run_id else None
+    path = record.run_dir / COMPLETIONS_FILE if record else None
+    size = path.stat().st_size if path is not None and path.exists() else 0
+    if size == seen:
+        return gr.skip(), seen
+    if not size:
+        return gr.update(visible=False), 0
+    header, rows = completions_table(read_completions(record.run_dir))
+    return gr.update(value={"headers": header, "data": rows}, visible=True), size
+
+
 def redraw_loss(run_id, log_scale):
     record = registry.get(run_id) if run_id else None
     if record is None:
@@ -121,6 +137,8 @@ def build_monitor(stop: gr.Button) -> dict:
         plot = gr.Plot(label="Loss", elem_id="train-plot")
         with gr.Accordion("Learning rate, grad norm, tokens/s, memory and method metrics", open=True):
             metrics_plot = gr.Plot(label="Metrics", elem_id="train-metrics")
+            completions = gr.Dataframe(label="GRPO: sampled completions of the last logged steps, with each reward", visible=False, wrap=True,
+                                       interactive=False, elem_id="train-completions")
         command = gr.Textbox(label="Equivalent CLI command", interactive=False, buttons=["copy"], elem_id="train-command")
     seen_rows, seen_metric_rows, live = gr.State(-1), gr.State(-1), gr.State(None)
     timer, slow_timer = gr.Timer(POLL_SECONDS), gr.Timer(METRICS_POLL_SECONDS)
@@ -129,6 +147,9 @@ def build_monitor(stop: gr.Button) -> dict:
     # always_last: a tick that lands while the previous one runs is served right after it, not dropped
     timer.tick(refresh, [run_picker, seen_rows, log_scale, live], [status, plot, seen_rows, command, stop, live], show_progress="hidden", trigger_mode="always_last")
     slow_timer.tick(refresh_metrics, [run_picker, seen_metric_rows], [metrics_plot, seen_metric_rows], show_progress="hidden")
+    seen_completions = gr.State(-1)
+    run_picker.change(lambda: -1, None, seen_completions)
+    slow_timer.tick(refresh_completions, [run_picker, seen_completions], [completions, seen_completions], show_progress="hidden")
     return {"run_picker": run_picker, "status": status, "plot": plot, "command": command, "run_config": run_config}
 
 

@@ -144,6 +144,17 @@ def compare_figure(runs: list[tuple[str, list[dict]]], *, log_scale: bool = Fals
     return fig
 
 
+def completions_table(rows: list[dict]) -> tuple[list[str], list[list]]:
+    """GRPO's sampled completions (studio.runfiles.read_completions rows) as (header, rows): step,
+    prompt, completion, each reward function's score, the weighted total and the advantage."""
+    names: list[str] = []
+    for row in rows:
+        names += [n for n in row.get("rewards", {}) if n not in names]
+    header = ["step", "prompt", "completion", *names, "total", "advantage"]
+    table = [[r.get("step"), r.get("prompt", ""), r.get("completion", ""), *[r.get("rewards", {}).get(n) for n in names], r.get("total"), r.get("advantage")] for r in rows]
+    return header, table
+
+
 def config_diff(configs: dict[str, dict]) -> tuple[list[str], list[list]]:
     """The keys whose values differ between runs: (header, rows) for a table, one column per run."""
     labels = list(configs)

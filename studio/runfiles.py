@@ -11,6 +11,7 @@ from pathlib import Path
 CANCEL_FILE = "CANCEL"  # touched by the canceller: stop at the end of the current step
 STOPPING_FILE = "STOPPING"  # touched by the trainer: stop seen, checkpoint being written
 OUTCOME_FILE = "outcome.json"  # written by rank 0 of a multi-GPU run for the launching process
+COMPLETIONS_FILE = "completions.jsonl"  # GRPO: sampled completions of each logged step with their rewards
 
 
 def truncate_after(path: Path, step: int) -> None:
@@ -74,3 +75,10 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
         if (checkpoint / name).exists() and (checkpoint / name).stat().st_size == 0:
             return f"{name} is empty"
     return None
+
+
+def read_completions(run_dir: Path, last_steps: int = 3) -> list[dict]:
+    """GRPO's sampled-completions rows of the last `last_steps` logged steps (newest step first)."""
+    rows = read_metrics(Path(run_dir) / COMPLETIONS_FILE)
+    steps = sorted({r.get("step", 0) for r in rows}, reverse=True)[:last_steps]
+    return [r for step in steps for r in rows if r.get("step", 0) == step]

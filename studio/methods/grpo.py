@@ -27,10 +27,10 @@ from ..data.loader import Loaded
 from ..data.formats import prompt_and_reply
 from ..errors import StudioError
 from ..rewards import RewardError, build_reward_funcs, text_of
+from ..runfiles import COMPLETIONS_FILE, read_completions  # noqa: F401  (the table's file and reader)
 from .common import PROMPT_HINT, load_policy, log_trainable, lora_config, prepare_tokenizer, save_trained, split, train_and_finish, training_kwargs
 from .context import RunContext
 
-COMPLETIONS_FILE = "completions.jsonl"
 REFERENCE_COLUMNS = ("reference", "answer", "solution", "ground_truth")
 COMPLETIONS_PER_STEP = 8  # rows of the sampled-completions table written per logged step
 
@@ -103,15 +103,6 @@ def write_completions(path: Path, step: int, logs: dict, names: list[str], weigh
             row = {"step": step, "prompt": _last_user(prompts[index]), "completion": completions[index], "rewards": rewards,
                    "total": round(total, 4), "advantage": _finite(advantages[index]) if index < len(advantages) else None}
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def read_completions(run_dir: Path, last_steps: int = 3) -> list[dict]:
-    """The sampled-completions rows of the last `last_steps` logged steps (newest first)."""
-    from ..runfiles import read_metrics
-
-    rows = read_metrics(Path(run_dir) / COMPLETIONS_FILE)
-    steps = sorted({r.get("step", 0) for r in rows}, reverse=True)[:last_steps]
-    return [r for step in steps for r in rows if r.get("step", 0) == step]
 
 
 def _finite(value):

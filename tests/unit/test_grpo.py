@@ -13,7 +13,7 @@ from studio.errors import StudioError
 from studio.estimator import Setup, estimate, load_architecture, memory
 from studio.methods import check_data
 from studio.methods.grpo import read_completions, read_rows, write_completions
-from studio.plots import metrics_figure, present_panels
+from studio.plots import completions_table, metrics_figure, present_panels
 from tests.conftest import DEMO_DATA, REPO
 
 PROMPTS = REPO / "assets" / "demo" / "prompts.jsonl"
@@ -72,6 +72,9 @@ def test_completions_table_rows(tmp_path):
     assert rows[0] == {"step": 4, "prompt": "What is 2+2?", "completion": '{"answer": "4"}', "rewards": {"json_valid": 1.0, "regex": 1.0},
                        "total": 1.5, "advantage": 0.7}
     assert rows[1]["rewards"] == {"json_valid": 0.0, "regex": None} and rows[1]["total"] == 0.0
+    header, table = completions_table(rows)  # the run monitor's table
+    assert header == ["step", "prompt", "completion", "json_valid", "regex", "total", "advantage"]
+    assert table[0] == [4, "What is 2+2?", '{"answer": "4"}', 1.0, 1.0, 1.5, 0.7]
 
 
 def test_advisor_proposes_grpo_when_answers_can_be_checked():
