@@ -32,6 +32,8 @@ METHODS = {
     "constitutional": "Constitutional AI: the model critiques and revises its answers against principles, then trains on them",
     "grpo": "GRPO: RL with verifiable rewards (regex, JSON, exact/numeric answer, length, reward model, your Python), no critic",
 }
+# Methods that train every weight; every other method trains a LoRA adapter (GRPO: its `weights` knob).
+FULL_WEIGHT_METHODS = ("full", "instruction")
 PREFERENCE_METHODS = ("dpo", "reward")
 RL_METHODS = ("ppo", "rloo", "rlhf")
 DPO_LOSSES = ("sigmoid", "ipo", "hinge")
@@ -248,7 +250,10 @@ class RunConfig:
 
     @property
     def uses_adapter(self) -> bool:
-        return self.method in ("lora", "qlora") or (self.method == "grpo" and self.weights != "full")
+        """True when the run trains a LoRA adapter (DDP across GPUs), False when every weight trains (FSDP)."""
+        if self.method == "grpo":
+            return self.weights != "full"
+        return self.method not in FULL_WEIGHT_METHODS
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
