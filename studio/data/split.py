@@ -201,7 +201,7 @@ def check(data: str | Path, eval_fraction: float = 0.0, seed: int = 42, threshol
 def clean_version_name(loaded: Loaded) -> str:
     """The name for a version saved without eval copies: the source version's name, or the file's stem."""
     base = (loaded.manifest or {}).get("name") or Path(loaded.path).stem
-    return f"{base}-no-eval-copies"
+    return base if base.endswith("-no-eval-copies") else f"{base}-no-eval-copies"  # again: its next version
 
 
 def save_without_contamination(loaded: Loaded, split: Split, found: Contamination, name: str | None = None) -> Path:
