@@ -611,8 +611,6 @@ def stop_strings(tokenizer, wrappers: dict) -> list[str]:
 
 def check_push(repo_id: str) -> None:
     """Before anything is written: a valid repo id, a token and a reachable Hub, or one clear line."""
-    import socket
-
     from huggingface_hub import get_token
 
     if not models.is_hub_id(repo_id):
@@ -622,11 +620,9 @@ def check_push(repo_id: str) -> None:
                           hint="Set HF_TOKEN or run `hf auth login`, then export again (or drop --push).")
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise StudioError("HF_HUB_OFFLINE=1, so nothing was exported or uploaded.", where="--push", hint="Unset HF_HUB_OFFLINE or drop --push.")
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=5).close()
-    except OSError:
-        raise StudioError("huggingface.co cannot be reached, so nothing was exported or uploaded.", where="--push",
-                          hint="Export without --push now and upload the folder later.") from None
+    if not models.hub_reachable(timeout=5):
+        raise StudioError(f"the Hub ({models.hub_endpoint()}) cannot be reached, so nothing was exported or uploaded.", where="--push",
+                          hint="Export without --push now and upload the folder later.")
 
 
 def push_folder(folder: Path, repo_id: str) -> str:

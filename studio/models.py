@@ -180,8 +180,6 @@ def _offline_hint(repo_id: str) -> str:
 
 def check_hub_reachable(repo_id: str) -> None:
     """A hub id is usable when it is cached, or when the Hub answers; say so quickly otherwise."""
-    import socket
-
     from huggingface_hub import snapshot_download
 
     from huggingface_hub.errors import HFValidationError
@@ -199,10 +197,28 @@ def check_hub_reachable(repo_id: str) -> None:
         pass
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise StudioError(f"Hub model '{repo_id}' is not cached and HF_HUB_OFFLINE=1.", where="model", hint=_offline_hint(repo_id))
+    if not hub_reachable(timeout=3):
+        raise StudioError(f"Hub model '{repo_id}' is not cached and the Hub ({hub_endpoint()}) cannot be reached.", where="model", hint=_offline_hint(repo_id))
+
+
+def hub_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """The Hub answers, through huggingface_hub's own session: HF_ENDPOINT, proxies and its offline mode apply."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return False
     try:
-        socket.create_connection(("huggingface.co", 443), timeout=3).close()
-    except OSError:
-        raise StudioError(f"Hub model '{repo_id}' is not cached and huggingface.co cannot be reached.", where="model", hint=_offline_hint(repo_id)) from None
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # httpx connect/timeout/proxy errors and the library's offline error alike: not reachable
+        return False
+    return True
 
 
 def check_local_folder(path: Path) -> Path:
@@ -290,13 +306,11 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 @contextlib.contextmanager
 def _file_lock(path: Path):
     """Serialise conversion across processes (the UI and a training subprocess may both ask)."""
+    from filelock import FileLock
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(str(path)):
+        yield
 
 
 def _cache_dir_for(gguf: Path) -> Path:

@@ -7,7 +7,6 @@ drops the lock when the process dies, however it dies, so a killed run never blo
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 from pathlib import Path
@@ -51,18 +50,19 @@ class GpuSlot:
         self.handle = None
 
     def try_acquire(self) -> bool:
-        handle = open(self.path, "a+")
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.path))
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
+            lock.acquire(timeout=0)
+        except Timeout:
             return False
-        self.handle = handle
+        self.handle = lock
         return True
 
     def release(self) -> None:
         if self.handle is not None:
-            self.handle.close()  # closing the file drops the flock
+            self.handle.release()  # a killed process drops it too (the OS lock goes with its file handle)
             self.handle = None
 
 

@@ -86,15 +86,16 @@ def _connect() -> sqlite3.Connection:
 
 
 def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of a pid (field 22 of /proc/pid/stat), or None if it is gone."""
+    """A pid's start time (psutil; with the pid it names one process, not a reused pid), or None if it is gone."""
+    import psutil
+
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:  # exited, not yet reaped
+            return None
+        return f"{process.create_time():.2f}"
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":  # zombie: exited, not yet reaped
-        return None
-    return fields[19]
 
 
 def is_alive(pid: int | None, pid_start: str | None) -> bool:
