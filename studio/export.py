@@ -267,13 +267,18 @@ def gguf_name(quant: str) -> str:
 def export_gguf(record, out: Path, quants: tuple[str, ...], *, identity: models.PublicIdentity, verify: bool = True,
                 ollama: bool = False, system: str | None = None, report=lambda f, m: None) -> dict:
     """Merge, write f16 once, quantize the other types from it with llama.cpp, check each with llama.cpp."""
-    llama_cpp = ensure_llama_cpp(report) if (verify or set(quants) - {"f16"}) else None
+    if verify or set(quants) - {"f16"}:
+        ensure_llama_cpp(report)
     result: dict = {"quant": quants[0], "quants": list(quants)}
     with tempfile.TemporaryDirectory(prefix="studio-gguf-") as tmp:
         merged = Path(tmp) / "merged"
         merged.mkdir()
         report(0.05, "merging the adapter into the base weights")
         write_merged(record, merged)
+        if ollama:  # before the long part: a template Ollama cannot express is refused early
+            from transformers import AutoTokenizer
+
+            modelfile = ollama_modelfile(AutoTokenizer.from_pretrained(str(merged)), gguf_name(quants[0]), system)
         report(0.2, "writing GGUF f16")
         f16 = (out if "f16" in quants else Path(tmp)) / gguf_name("f16")
         write_gguf(merged, f16, identity=identity)
@@ -290,10 +295,7 @@ def export_gguf(record, out: Path, quants: tuple[str, ...], *, identity: models.
                 result["checks"][quant] = llama_cpp_check(out / gguf_name(quant), reference)
             result["llama_cpp_check"] = result["checks"][quants[0]]
         if ollama:
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(str(merged))
-            (out / "Modelfile").write_text(ollama_modelfile(tokenizer, gguf_name(quants[0]), system), encoding="utf-8")
+            (out / "Modelfile").write_text(modelfile, encoding="utf-8")
     return result
 
 
@@ -301,6 +303,9 @@ def ensure_llama_cpp(report=lambda fraction, message: None, *, pinned: bool = Fa
     """Import llama_cpp, installing the pinned llama-cpp-python the first time (PyPI has it only as
     source: pip builds llama.cpp with cmake, once; pip's wheel cache keeps the build). `pinned`
     (make's target) runs pip even when some version is there, so a changed pin is installed."""
+    import logging
+
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's own log: errors only
     if not pinned:
         try:
             return importlib.import_module("llama_cpp")
@@ -406,14 +411,30 @@ def pre_tokenizer_name(tokenizer) -> str:
     import hashlib
 
     digest = hashlib.sha256(str(tokenizer.encode(CHKTXT)).encode()).hexdigest()
-    if digest not in PRE_TOKENIZERS:
-        raise StudioError(
-            "llama.cpp does not know this tokenizer's pre-tokenizer (its convert_hf_to_gguf hash "
-            f"{digest[:12]}... is not among the {len(PRE_TOKENIZERS)} this export writes).",
-            where="--format gguf",
-            hint="Export --format merged and convert it with llama.cpp's convert_hf_to_gguf.py.",
-        )
-    return PRE_TOKENIZERS[digest]
+    if digest in PRE_TOKENIZERS:
+        return PRE_TOKENIZERS[digest]
+    # transformers may rebuild the split itself (Qwen2Tokenizer always splits with Qwen's regex, whatever
+    # the vocab): then the regex names it
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX as QWEN2_REGEX
+
+    def patterns(node):
+        if isinstance(node, dict):
+            if node.get("type") == "Split":
+                yield (node.get("pattern") or {}).get("Regex")
+            for value in node.values():
+                yield from patterns(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from patterns(value)
+
+    if QWEN2_REGEX in patterns(json.loads(tokenizer.backend_tokenizer.to_str()).get("pre_tokenizer")):
+        return "qwen2"
+    raise StudioError(
+        "llama.cpp does not know this tokenizer's pre-tokenizer (its convert_hf_to_gguf hash "
+        f"{digest[:12]}... is not among the {len(PRE_TOKENIZERS)} this export writes).",
+        where="--format gguf",
+        hint="Export --format merged and convert it with llama.cpp's convert_hf_to_gguf.py.",
+    )
 
 
 def _add_vocab(writer, model_dir: Path, tokenizer, vocab_size: int) -> None:
@@ -446,6 +467,13 @@ def _add_vocab(writer, model_dir: Path, tokenizer, vocab_size: int) -> None:
     if tokenizer.eos_token_id is not None:  # the tokenizer's own EOS (the studio aligns it with the model config)
         special.special_token_ids["eos"] = tokenizer.eos_token_id
     special.add_to_gguf(writer)
+    try:  # end of turn: the special token the chat template closes each message with (<|im_end|>)
+        post = chat_wrappers(tokenizer)["post"]
+    except StudioError:
+        post = ""
+    turn_end = [t for t in tokenizer.all_special_tokens if t and post.startswith(t)]
+    if turn_end:
+        writer.add_eot_token_id(tokenizer.convert_tokens_to_ids(turn_end[0]))
 
 
 def quantize_gguf(source: Path, target: Path, quant: str) -> None:
@@ -454,14 +482,20 @@ def quantize_gguf(source: Path, target: Path, quant: str) -> None:
     if quant == "f16":
         shutil.copy2(source, target)
         return
+    import io
+    from contextlib import redirect_stderr
+
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, QUANTS[quant])
     params.nthread = os.cpu_count() or 1
     partial = target.with_name(target.name + ".partial")
+    log = io.StringIO()  # llama.cpp's log callback writes to sys.stderr: keep its reason for the one-line error
     try:
-        code = llama_cpp.llama_model_quantize(str(source).encode(), str(partial).encode(), ctypes.byref(params))
+        with redirect_stderr(log):
+            code = llama_cpp.llama_model_quantize(str(source).encode(), str(partial).encode(), ctypes.byref(params))
         if code != 0 or not partial.is_file():
-            raise StudioError(f"llama.cpp could not quantize {source.name} to {quant} (code {code}).", where="--quant",
+            reason = next((line.strip() for line in reversed(log.getvalue().splitlines()) if line.strip()), f"code {code}")
+            raise StudioError(f"llama.cpp could not quantize {source.name} to {quant} ({reason[:200]}).", where="--quant",
                               hint="Nothing was written; try another type or export --format merged.")
         os.replace(partial, target)
     finally:
