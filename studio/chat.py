@@ -679,37 +679,12 @@ def suite_markdown(result: SuiteResult, title: str = "Prompt suite") -> str:
     return "\n".join(lines) + "\n"
 
 
-REPORT_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem;color:#1f2937}
-table{border-collapse:collapse;width:100%}th,td{border:1px solid #d1d5db;padding:.5rem;vertical-align:top;text-align:left;white-space:pre-wrap}
-th{background:#f3f4f6}td.match{background:#ecfdf5}td.miss{background:#fef2f2}.meta{color:#6b7280}"""
-
-
 def suite_html(result: SuiteResult, title: str = "Prompt suite") -> str:
-    """A self-contained page (inline CSS, no scripts, no external links) for stakeholders."""
-    import html
+    """A self-contained page (jinja2 template: inline CSS, no scripts, no external links) for stakeholders."""
+    from .resources import render_template
 
-    esc = html.escape
     has_refs = any(r["reference"] is not None for r in result.rows)
-    head = ["#", "Prompt"] + (["Reference"] if has_refs else []) + [result.left_label, result.right_label]
-    body = []
-    for number, row in enumerate(result.rows, start=1):
-        cells = [f"<td>{number}</td>", f"<td>{esc(row['prompt'])}</td>"]
-        if has_refs:
-            cells.append(f"<td>{esc(row['reference'] or '')}</td>")
-        for side in ("left", "right"):
-            css = "" if row["reference"] is None else (' class="match"' if row[f"{side}_match"] else ' class="miss"')
-            cells.append(f"<td{css}>{esc(row[side])}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    summary = ""
-    if has_refs:
-        summary = f"<p>{esc(suite_scores(result))}</p>"
-    settings = result.settings
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{REPORT_CSS}</style></head><body>"
-        f"<h1>{esc(title)}</h1><p class='meta'>Left: <b>{esc(result.left_label)}</b> · Right: <b>{esc(result.right_label)}</b> · "
-        f"temperature {settings.temperature}, max {settings.max_new_tokens} new tokens, seed {settings.seed}</p>{summary}"
-        "<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>" + "".join(body) + "</tbody></table></body></html>"
-    )
+    return render_template("suite_report.html.j2", result=result, title=title, has_refs=has_refs, scores=suite_scores(result) if has_refs else "")
 
 
 def write_suite_report(result: SuiteResult, folder: Path, title: str = "Prompt suite") -> tuple[Path, Path]:

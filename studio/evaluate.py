@@ -715,12 +715,11 @@ def report_html(results: dict, card: Path | None = None) -> str:
     """A self-contained page (jinja2 template, plotly.js inlined once, the PNG card inlined): opens offline."""
     import base64
 
-    import jinja2
+    from .resources import render_template
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")), autoescape=True)
     plots = [fig.to_html(full_html=False, include_plotlyjs=index == 0) for index, fig in enumerate(figures(results))]
     card_uri = ("data:image/png;base64," + base64.b64encode(Path(card).read_bytes()).decode()) if card and Path(card).is_file() else None
-    return env.get_template("eval_report.html.j2").render(
+    return render_template("eval_report.html.j2",
         results=results, rows=summary_rows(results), plots=plots, card=card_uri, headline=headline(results),
         probe_categories=(results.get("probes") or {}).get("categories", {}), probe_items=(results.get("probes") or {}).get("items", []),
         samples=results["samples"][:20], format_ci=stats.format_ci)

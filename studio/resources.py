@@ -38,3 +38,11 @@ def child_env(env: dict | None = None) -> dict:
     root = str(PACKAGE_ROOT)
     env["PYTHONPATH"] = os.pathsep.join([root, *(p for p in parts if p != root)])
     return env
+
+
+def render_template(name: str, **context) -> str:
+    """One of the studio's jinja2 templates (studio/templates, package data), HTML-escaped."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("studio", "templates"), autoescape=jinja2.select_autoescape(["html", "j2"]))
+    return env.get_template(name).render(**context)
