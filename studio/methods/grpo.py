@@ -72,6 +72,23 @@ def check_references(cfg: RunConfig, rows: list[dict]) -> None:
         )
 
 
+def fit_prompts(rows: list[dict], tokenizer, cfg: RunConfig, ctx: RunContext) -> list[dict]:
+    """TRL's GRPO does not truncate prompts: drop (and count) those whose templated prompt leaves no
+    room for `response_length` new tokens within `max_length`."""
+    room = cfg.max_length - cfg.response_length
+    def length(prompt) -> int:
+        text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    kept = [r for r in rows if length(r["prompt"]) <= room]
+    if len(kept) < len(rows):
+        ctx.log(f"data: {len(rows) - len(kept)} of {len(rows)} prompts are longer than max_length - response_length = {room} tokens and were left out; raise max_length to keep them")
+    if not kept:
+        raise StudioError(f"every prompt is longer than max_length - response_length = {room} tokens.", where=str(cfg.data),
+                          hint="Raise max_length (prompt + completion tokens) or lower response_length.")
+    return kept
+
+
 def reward_model_scorer(resolved: models.ResolvedModel, tokenizer):
     """reward_model rewards: a `reward` run's classifier scoring prompt + completion (on CPU beside the policy)."""
     from . import reward as reward_method
@@ -165,6 +182,8 @@ def run(cfg: RunConfig, ctx: RunContext) -> dict:
         ctx.metrics.append({"step": getattr(state, "global_step", 0), "time": time.time(), "warning": str(error), "kind": "reward_error",
                             "reward_name": error.name, "error_type": error.type, "error": error.message})
 
+    train = fit_prompts(train, tokenizer, cfg, ctx)
+    evaluation = fit_prompts(evaluation, tokenizer, cfg, ctx) if evaluation else []
     funcs, weights, names = build_reward_funcs(cfg.rewards, on_error=on_error, reward_model_scorer=reward_model_scorer(resolved, tokenizer))
     ctx.log("rewards: " + ", ".join(f"{n} (x{w:g})" for n, w in zip(names, weights)))
     model = load_policy(cfg, resolved)
