@@ -587,10 +587,9 @@ def save_prompt_suite(name: str, prompts: list[SuitePrompt]) -> Path:
     """Keep a suite under $STUDIO_HOME/suites/NAME.json so it can be run again later."""
     import json
 
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name.strip()).strip("-")
-    if not safe:
-        raise StudioError("give the prompt suite a name (letters, digits, - or _).")
-    path = suites_dir() / f"{safe}.json"
+    from .paths import safe_name
+
+    path = suites_dir() / f"{safe_name(name, what='prompt suite')}.json"
     path.write_text(json.dumps({"prompts": [p.__dict__ for p in prompts]}, indent=2, ensure_ascii=False))
     return path
 

@@ -35,7 +35,7 @@ from typing import Callable
 
 import yaml
 
-from . import models
+from . import models, paths
 from .errors import StudioError
 
 FORMATS = ("adapter", "merged", "gguf")
@@ -170,7 +170,7 @@ def _cancel_on_sigterm():
 
 
 def safe_name(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-")[:60] or "model"
+    return paths.safe_name(text, fallback="model")
 
 
 def write_adapter(weights: Path, out: Path, identity: models.PublicIdentity) -> None:

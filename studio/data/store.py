@@ -8,8 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
-from ..errors import StudioError
-from ..paths import datasets_dir
+from ..paths import datasets_dir, safe_name
 from .loader import Loaded, load_dataset_file
 
 
@@ -80,7 +79,4 @@ def preview_rows(loaded: Loaded, limit: int = 20) -> list[dict]:
 
 
 def _safe(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40].strip("-")
-    if not cleaned:
-        raise StudioError("the dataset file name has no usable characters.")
-    return cleaned
+    return safe_name(name, limit=40, what="dataset file")

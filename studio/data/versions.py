@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import StudioError
+from .. import paths
 from ..paths import datasets_dir
 from ..resources import asset
 from .clean import CleanOptions, plan_clean
@@ -44,10 +44,7 @@ def sha256_of(path: Path) -> str:
 
 
 def safe_name(name: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "-", name.strip())[:60].strip("-")
-    if not cleaned:
-        raise StudioError("give the dataset a name (letters, digits, - or _).")
-    return cleaned
+    return paths.safe_name(name, what="dataset")
 
 
 def split_examples(examples: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict], list[str]]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 
 import yaml
 
 from ..config import RunConfig
 from ..errors import StudioError
-from ..paths import studio_home
+from ..paths import safe_name, studio_home
 
 # Keys that describe one particular run rather than a recipe.
 RUN_SPECIFIC = ("data", "name")
@@ -21,10 +20,7 @@ def presets_dir():
 
 
 def _file(name: str):
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name.strip()).strip("-.")
-    if not safe:
-        raise StudioError("give the preset a name (letters, digits, - or _).", where="preset name")
-    return presets_dir() / f"{safe}.yaml"
+    return presets_dir() / f"{safe_name(name, extra='.', what='preset')}.yaml"
 
 
 def save_preset(name: str, cfg: RunConfig) -> str:

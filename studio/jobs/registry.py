@@ -14,7 +14,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..paths import registry_path, runs_dir
+from ..paths import registry_path, runs_dir, safe_name
 
 STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
 FINISHED = ("completed", "failed", "cancelled", "interrupted")
@@ -107,7 +107,7 @@ def is_alive(pid: int | None, pid_start: str | None) -> bool:
 
 def new_run_id(name_hint: str = "run") -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    safe = "".join(c if c.isalnum() else "-" for c in name_hint.lower()).strip("-")[:24] or "run"
+    safe = safe_name(name_hint.lower().replace("_", "-"), limit=24, fallback="run")
     base = f"{stamp}-{safe}"
     run_id, n = base, 1
     while (runs_dir() / run_id).exists():
