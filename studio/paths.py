@@ -88,3 +88,21 @@ def confine_config(cfg) -> None:
             value = spec.get(key) if isinstance(spec, dict) else None
             if isinstance(value, str) and value.strip() and (key == "file" or value.strip().endswith(".json")):
                 confine(value, f"rewards[{index}].{key}")
+
+
+def safe_name(text: str, *, limit: int = 60, extra: str = "", fallback: str | None = None, what: str = "name") -> str:
+    """The one name sanitiser (runs, dataset versions and files, presets, suites, exports): ASCII
+    letters, digits, - and _ (plus `extra`), every other run of characters one '-', at most `limit`
+    long, so a name never leaves its folder. Nothing usable left: `fallback`, else a StudioError
+    asking for a `what`."""
+    import re
+
+    from .errors import StudioError
+
+    allowed = "A-Za-z0-9_" + re.escape(extra) + "-"
+    cleaned = re.sub(f"[^{allowed}]+", "-", str(text).strip())[:limit].strip("-" + extra)
+    if cleaned:
+        return cleaned
+    if fallback is not None:
+        return fallback
+    raise StudioError(f"nothing usable is left of {str(text).strip()[:40]!r}; a {what} name needs letters, digits, - or _.", where=what)

@@ -36,3 +36,24 @@ def test_dataset_version_names_are_sanitised(name):
     except StudioError:
         return
     assert "/" not in cleaned and ".." not in cleaned and cleaned.strip()
+
+
+@pytest.mark.parametrize("name", HOSTILE + ["héllo wörld", "v1.2", "   ", "a" * 200])
+def test_one_sanitiser_for_every_name(name, studio_home):
+    """Run ids, presets, dataset versions/files, suites and exports all go through studio.paths.safe_name."""
+    from studio import export
+    from studio.data.store import _safe
+    from studio.paths import safe_name as one
+
+    try:
+        expected = one(name)
+    except StudioError as err:
+        assert "needs letters, digits, - or _" in str(err)
+        for other in (safe_name, _safe):
+            with pytest.raises(StudioError):
+                other(name)
+        assert export.safe_name(name) == "model"
+        return
+    assert safe_name(name) == expected and export.safe_name(name) == expected and _safe(name) == expected[:40].strip("-")
+    assert set(expected) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") and len(expected) <= 60
+    assert registry.new_run_id(name).split("-", 2)[-1] == (one(name.lower().replace("_", "-"), limit=24, fallback="run"))
