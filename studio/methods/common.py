@@ -212,8 +212,12 @@ def numeric(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def train_and_finish(trainer, ctx: RunContext, evaluation) -> dict:
+def train_and_finish(trainer, ctx: RunContext, evaluation, *, after_train=None) -> dict:
+    """Train (resuming from the run's checkpoint), run `after_train(trainer)` (a check that may raise),
+    evaluate when there is an eval split; the final numeric metrics with global_step. Every trainer ends here."""
     result = trainer.train(resume_from_checkpoint=ctx.resume_from)
+    if after_train is not None:
+        after_train(trainer)
     final = numeric(result.metrics)
     final["global_step"] = trainer.state.global_step
     if evaluation:
@@ -251,8 +255,11 @@ def save_trained(trainer, out: Path, tokenizer=None, *, model=None, selected_ada
 
 
 def log_trainable(model, ctx: RunContext) -> None:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    if hasattr(model, "get_nb_trainable_parameters"):  # PEFT counts 4-bit weights at their real size
+        trainable, total = model.get_nb_trainable_parameters()
+    else:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
     ctx.log(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / max(total, 1):.2f}%)")
 
 

@@ -37,6 +37,7 @@ from .common import (
     save_trained,
     split,
     train_prompts,
+    train_and_finish,
     training_kwargs,
 )
 from .context import RunContext
@@ -215,8 +216,6 @@ def _rloo(cfg, ctx, tokenizer, policy, reward_model, peft_config) -> dict:
         callbacks=ctx.callbacks(),
     )
     log_trainable(trainer.model, ctx)
-    result = trainer.train(resume_from_checkpoint=ctx.resume_from)
+    final = train_and_finish(trainer, ctx, None)
     save_trained(trainer, ctx.run_dir / "adapter")
-    final = numeric(result.metrics)
-    final["global_step"] = trainer.state.global_step
     return final

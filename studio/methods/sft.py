@@ -21,10 +21,10 @@ import torch
 from datasets import Dataset
 
 from .. import models, perf
-from ..config import LORA_TARGETS, RunConfig
+from ..config import RunConfig
 from ..data import load_dataset_file
 from ..errors import StudioError
-from .common import save_trained, split
+from .common import log_trainable, lora_config, save_trained, split, train_and_finish, training_kwargs  # noqa: F401 (lora_config: also sft.lora_config)
 from .context import RunContext
 
 
@@ -118,20 +118,6 @@ def trainer_class():
     return StudioSFTTrainer
 
 
-def lora_config(cfg: RunConfig):
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=LORA_TARGETS[cfg.lora_target],
-        use_dora=cfg.use_dora,
-        use_rslora=cfg.use_rslora,
-        task_type="CAUSAL_LM",
-    )
-
-
 def load_model(cfg: RunConfig, resolved: models.ResolvedModel):
     cuda = torch.cuda.is_available()
     if cfg.method == "qlora":
@@ -144,36 +130,16 @@ def load_model(cfg: RunConfig, resolved: models.ResolvedModel):
 
 
 def training_args(cfg: RunConfig, ctx: RunContext, has_eval: bool):
+    """The arguments every trainer shares (methods.common.training_kwargs) plus SFT's own."""
     from trl import SFTConfig
 
-    cuda = torch.cuda.is_available()
     return SFTConfig(
-        output_dir=str(ctx.checkpoints_dir),
-        max_steps=cfg.max_steps,
-        num_train_epochs=cfg.num_train_epochs,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio
-        weight_decay=cfg.weight_decay,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        per_device_eval_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        **training_kwargs(cfg, ctx.checkpoints_dir, has_eval),
         max_length=cfg.max_length,
         # rows come tokenised with their labels (sft_rows), so these two do not apply; stated for clarity
         completion_only_loss=False,
         truncation_mode="keep_start" if cfg.truncation_side == "right" else "keep_end",
-        logging_steps=cfg.logging_steps,
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=max(cfg.logging_steps, 5) if has_eval else None,
-        seed=cfg.seed,
-        bf16=cuda,
-        optim="paged_adamw_8bit" if (cfg.method == "qlora" and cuda) else "adamw_torch",
-        report_to=[],
-        disable_tqdm=True,
-        dataloader_num_workers=0,
+        optim="paged_adamw_8bit" if (cfg.method == "qlora" and torch.cuda.is_available()) else "adamw_torch",
     )
 
 
@@ -194,19 +160,16 @@ def run(cfg: RunConfig, ctx: RunContext) -> dict:
         callbacks=ctx.callbacks(),
     )
     if cfg.uses_adapter:
-        trainable, total = trainer.model.get_nb_trainable_parameters()
-        ctx.log(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
-    result = trainer.train(resume_from_checkpoint=ctx.resume_from)
-    if trainer.loss_calls and not trainer.trained_total:
-        raise StudioError(
-            f"no token carried loss in {trainer.state.global_step} step(s), so nothing was trained (the loss was not 0.0: there was none).",
-            where=str(cfg.data),
-            hint="Check `python -m studio data inspect DATA --max-length N` for 'answer cut off' rows; raise max_length or set truncation_side: left.",
-        )
-    out = ctx.run_dir / ("adapter" if cfg.uses_adapter else "model")
-    save_trained(trainer, out, tokenizer)
-    final = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
-    final["global_step"] = trainer.state.global_step
-    if evaluation is not None:
-        final.update({k: v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
+        log_trainable(trainer.model, ctx)
+
+    def something_trained(trainer) -> None:
+        if trainer.loss_calls and not trainer.trained_total:
+            raise StudioError(
+                f"no token carried loss in {trainer.state.global_step} step(s), so nothing was trained (the loss was not 0.0: there was none).",
+                where=str(cfg.data),
+                hint="Check `python -m studio data inspect DATA --max-length N` for 'answer cut off' rows; raise max_length or set truncation_side: left.",
+            )
+
+    final = train_and_finish(trainer, ctx, evaluation, after_train=something_trained)
+    save_trained(trainer, ctx.run_dir / ("adapter" if cfg.uses_adapter else "model"), tokenizer)
     return final
