@@ -123,3 +123,15 @@ def test_a_log_with_no_trained_token_is_null_with_a_warning_not_zero(tmp_path):
     logged = next(r for r in rows if "trained_tokens" in r)
     assert logged["loss"] is None and logged["trained_tokens"] == 0
     assert any("no token carried loss" in r.get("warning", "") for r in rows)
+
+
+def test_data_tab_lists_the_placeholders_and_fills_them_on_save(studio_home):
+    from components import data_tab
+
+    status, report, *_, state, _ = data_tab.load_dataset(None, str(PUBLIC / "identity.json"), data_tab.AUTO, "")
+    assert "Unresolved placeholders" in report and "`{{name}}` × 8" in report
+    assert data_tab.fill_template(state).splitlines() == ["name=", "author=", "customer=", "SUPPORT_EMAIL="]
+    saved = data_tab.save_version(state, None, "ident", 0.0, 42, 0.0, "embedded", True, False, 0.85, True, False, None, None, "name=Ada\nauthor=Acme\ncustomer=")
+    assert "Saved ident v1" in saved[0]
+    report = inspect_paths([saved[3]], model=None)
+    assert report["placeholders"] == {"{customer}": 2, "<SUPPORT_EMAIL>": 1}  # an empty value fills nothing
