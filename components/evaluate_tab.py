@@ -65,12 +65,12 @@ def expected_text(run_id, eval_file, max_examples, max_new_tokens, probes, judge
 
 def start_eval(run_id, eval_file, max_examples, max_new_tokens, probes, judge):
     if not run_id:
-        return status_html("Pick a trained run first.", "warn"), None
+        return status_html("Pick a trained run first.", "warn"), gr.skip()
     try:
         job = evaljob.start(run_id, _options(eval_file, max_examples, max_new_tokens, probes, judge))
     except Exception as err:  # noqa: BLE001
-        return status_html(error_text(err), "error"), None
-    return progress_html(job, None), None
+        return status_html(error_text(err), "error"), gr.skip()
+    return progress_html(job, None), {"run": None}
 
 
 def cancel_eval(run_id):
@@ -99,24 +99,27 @@ def _finished_view(run_id: str):
     return status_html(text, kind), results
 
 
-def poll(run_id, shown):
-    """Every second: the running job's progress, or (once per finished job) its results.
-    With no run picked, a running evaluation is picked for the user (a reload reattaches)."""
+def poll(run_id, shown, *options):
+    """Every second: the running job's progress, or (once per finished job) its results and the
+    expected time of the next one. On a page's first tick (`shown` is None) a running evaluation
+    takes the picker, so a reload reattaches to it."""
     picker = gr.skip()
-    if not run_id:
+    if shown is None:
         running = next((j for j in registry.list_runs(kind=evaljob.KIND) if j.status in ("queued", "running")), None)
-        if running is None:
-            return (gr.skip(), picker, shown) + (gr.skip(),) * 6
-        run_id, picker = running.dataset, gr.update(value=running.dataset)
+        if running is not None and running.dataset != run_id:
+            run_id, picker = running.dataset, gr.update(value=running.dataset)
+    if not run_id:
+        return (gr.skip(), picker, {"run": None}, gr.skip()) + (gr.skip(),) * 6
     job = evaljob.active_for(run_id)
     if job is not None:
-        return (progress_html(job, evaljob.read_progress(job)), picker, {"run": run_id, "job": job.id, "status": job.status}) + (gr.skip(),) * 6
+        key = {"run": run_id, "job": job.id, "status": job.status}
+        return (progress_html(job, evaljob.read_progress(job)), picker, key, gr.skip()) + (gr.skip(),) * 6
     jobs = evaljob.jobs_for(run_id)
     key = {"run": run_id, "job": jobs[0].id if jobs else None, "status": jobs[0].status if jobs else None}
     if shown == key:
-        return (gr.skip(), picker, shown) + (gr.skip(),) * 6
+        return (gr.skip(), picker, shown, gr.skip()) + (gr.skip(),) * 6
     status, results = _finished_view(run_id)
-    return (status, picker, key) + _outputs_for(results)
+    return (status, picker, key, expected_text(run_id, *options)) + _outputs_for(results)
 
 
 def build() -> dict:
@@ -148,15 +151,15 @@ def build() -> dict:
     with gr.Row():
         report = gr.File(label="Report (self-contained HTML) and summary card (PNG)", file_count="multiple", interactive=False, elem_id="eval-report")
         card = gr.Image(label="Summary card for slides", interactive=False, elem_id="eval-card", type="filepath")
-    shown = gr.State(None)
+    shown = gr.State(None)  # what the status/results show: {"run", "job", "status"}; None until this page's first poll
 
     result_outputs = [table, delta_plot, loss_plot, probe_plot, report, card]
     option_inputs = [eval_file, max_examples, max_new_tokens, probes, judge]
     start.click(start_eval, [run_picker, *option_inputs], [status, shown])
     cancel.click(cancel_eval, [run_picker], [status])
-    for component in (run_picker, *option_inputs):
+    for component in option_inputs:  # a run pick updates it on the next poll
         component.change(expected_text, [run_picker, *option_inputs], expected)
-    run_picker.change(lambda: None, None, shown)  # a new pick renders its results on the next poll
-    gr.Timer(POLL_SECONDS).tick(poll, [run_picker, shown], [status, run_picker, shown, *result_outputs], show_progress="hidden")
+    run_picker.change(lambda: {"run": None}, None, shown)  # a new pick renders its results on the next poll
+    gr.Timer(POLL_SECONDS).tick(poll, [run_picker, shown, *option_inputs], [status, run_picker, shown, expected, *result_outputs], show_progress="hidden")
     refresh.click(lambda: gr.update(choices=chat_run_choices()), None, run_picker)
     return {"run_picker": run_picker, "refresh_choices": lambda: gr.update(choices=chat_run_choices())}

@@ -678,7 +678,7 @@ def summary_markdown(results: dict) -> str:
 
 
 def summary_card(results: dict, path: Path) -> Path:
-    """A 1200x675 PNG for slides: each metric's base → tuned, its CI and verdict, n and the source."""
+    """A 1200x675 PNG for slides: each metric's base -> tuned, its CI and verdict, n and the source."""
     from PIL import Image, ImageDraw, ImageFont
 
     def font(size):
@@ -694,14 +694,14 @@ def summary_card(results: dict, path: Path) -> Path:
     draw.text((48, 96), f"n={data['examples']} examples · {data.get('kind', '')} · 95% paired bootstrap CIs"[:100], fill=(107, 114, 128), font=font(24))
     y = 150
     if results.get("warnings"):
-        draw.text((48, y), ("⚠ " + results["warnings"][0])[:95], fill=(180, 83, 9), font=font(24))
+        draw.text((48, y), ("! " + results["warnings"][0])[:95], fill=(180, 83, 9), font=font(24))
         y += 44
     for label, base, tuned, delta, verdict, n in summary_rows(results):
         colour = tuple(int(v) for v in VERDICT_COLOURS[verdict][4:-1].split(","))
         draw.text((48, y), label, fill=(31, 41, 55), font=font(28))
-        draw.text((380, y), f"{base} → {tuned}", fill=(31, 41, 55), font=font(28))
-        draw.text((660, y), delta, fill=(75, 85, 99), font=font(22))
-        draw.text((980, y), verdict, fill=colour, font=font(26))
+        draw.text((360, y), f"{base} -> {tuned}", fill=(31, 41, 55), font=font(28))  # ASCII: the bundled font has no arrow
+        draw.text((640, y + 4), delta, fill=(75, 85, 99), font=font(22))
+        draw.text((940, y), verdict, fill=colour, font=font(24))
         y += 56
     if "probes" in results:
         regressions = results.get("regressions") or []

@@ -17,7 +17,7 @@ def test_eval_json_base_vs_tuned(trained_demo_run):
     (run,) = json.loads(run_cli("runs", "list", "--json", home=home).stdout)
     result = run_cli("eval", run["id"], "--json", "--max-new-tokens", "20", home=home)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "/156 examples · ETA" in result.stderr  # 2 x 10 loss + 2 x 10 answers + 2 x 68 probe items, on stderr
+    assert "/176 examples · ETA" in result.stderr  # 2 x 10 loss + 2 x 10 answers + 2 x 68 probe items, on stderr
     results = json.loads(result.stdout.strip().splitlines()[-1])
     metrics = results["metrics"]
     print({k: (round(m["base"], 3), round(m["tuned"], 3), [round(c, 3) for c in m["ci"]], m["verdict"]) for k, m in metrics.items()})
