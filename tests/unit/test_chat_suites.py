@@ -86,3 +86,12 @@ def test_markdown_report_keeps_the_table_intact():
     cells = [len(re.split(r"(?<!\\)\|", line)) for line in table]
     assert len(set(cells)) == 1, table  # an escaped pipe in a prompt does not add a column
     assert "a \\| b" in text and "line1<br>line2" in text
+
+
+def test_a_cut_answer_says_so_and_the_marker_comes_off_for_history_and_scoring():
+    from studio.chat import mark_cut, without_cut_marker
+
+    cut = mark_cut("The capital of Australia is ", 8)
+    assert cut == "The capital of Australia is … (cut at 8 tokens)"
+    assert without_cut_marker(cut) == "The capital of Australia is"
+    assert without_cut_marker("A whole answer.") == "A whole answer."
