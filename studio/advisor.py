@@ -413,6 +413,7 @@ def pick_method(*, shape: str = "instruction", goal: str = "style", examples: in
     """Choose among the seven techniques and size a preset; every choice says why in one line."""
     from .config import METHODS
     from .estimator import Setup, estimate, load_architecture, memory
+    from .methods import registry as method_registry
 
     reasons: list[tuple[str, str]] = []
     if shape == "preference" and wants_scalar_reward:
@@ -458,7 +459,7 @@ def pick_method(*, shape: str = "instruction", goal: str = "style", examples: in
         else:
             reasons.append(("method-hardware", f"bf16 LoRA fits a 24 GB card ({lora.peak_gib:.1f} GiB at batch 1) → no need for 4-bit QLoRA."))
 
-    est_method = method if method in ("lora", "qlora", "full", "instruction", "dpo", "ppo", "rlhf", "constitutional", "grpo") else "lora"
+    est_method = method_registry.spec(method).estimate or "lora"
     setup = Setup(method=est_method, seq=max_length, batch=batch, gradient_checkpointing=gradient_checkpointing, device=device, **grpo_knobs)
     fitted = estimate(arch, setup)
     if device == "gpu" and not fitted.fits_24gb:
@@ -472,11 +473,9 @@ def pick_method(*, shape: str = "instruction", goal: str = "style", examples: in
     rank = {"style": 16, "format": 16, "vocabulary": 32, "reasoning": 64, "knowledge": 32}.get(goal, 16)
     if examples < 500:
         rank = min(rank, 16)
-    adapters = method in ("lora", "qlora", "dpo", "reward", "ppo", "rlhf", "constitutional", "grpo")
+    adapters = method_registry.trains_adapter(method)
     tiny = arch.params < 3e8
-    lr = {"lora": 1e-3 if tiny else 2e-4, "qlora": 2e-4, "instruction": 5e-5 if tiny else 2e-5, "full": 2e-5,
-          "dpo": 5e-5 if tiny else 5e-6, "reward": 1e-4, "ppo": 1e-5, "rlhf": 1e-5, "constitutional": 2e-4,
-          "grpo": 5e-4 if tiny else 1e-5}[method]
+    lr = method_registry.spec(method).learning_rate[0 if tiny else 1]  # the registry's preset
     epochs = 3 if examples < 300 else 2 if examples < 2000 else 1
     grad_accum = max(1, 16 // batch) if examples >= 256 else 1
     values = {

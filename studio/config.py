@@ -16,39 +16,18 @@ from typing import Any
 import yaml
 
 from .errors import StudioError
+from .methods import registry as method_registry
 
-# The seven canonical techniques, plus the RLHF stages and the critic-free alternative.
-METHODS = {
-    "lora": "LoRA adapter on a frozen base (SFT through the chat template)",
-    "qlora": "LoRA on a 4-bit NF4 base (bitsandbytes), for models that don't fit in bf16",
-    "full": "Full supervised fine-tuning: every parameter is trained",
-    "instruction": "Instruction tuning: full SFT with loss on assistant turns only",
-    "dpo": "DPO: learn from preference pairs (chosen vs rejected), LoRA, reference = adapter off",
-    "kto": "KTO: learn from answers labelled good or bad (no pairs needed), LoRA, reference = adapter off",
-    "reward": "Reward model: score head + LoRA trained on preference pairs (RLHF stage 2)",
-    "ppo": "PPO: RL against a reward model, KL to the reference (trains the reward model first if none given)",
-    "rloo": "RLOO: critic-free RL against a reward model (the lighter alternative to PPO)",
-    "rlhf": "RLHF chain: SFT -> reward model -> PPO (or RLOO), each stage feeding the next",
-    "constitutional": "Constitutional AI: the model critiques and revises its answers against principles, then trains on them",
-    "grpo": "GRPO: RL with verifiable rewards (regex, JSON, exact/numeric answer, length, reward model, your Python), no critic",
-}
-# Methods that train every weight; every other method trains a LoRA adapter (GRPO: its `weights` knob).
-FULL_WEIGHT_METHODS = ("full", "instruction")
-PREFERENCE_METHODS = ("dpo", "reward")
-RL_METHODS = ("ppo", "rloo", "rlhf")
+# Every list of methods derives from the method registry (studio/methods/registry.py).
+METHODS = {spec.name: spec.summary for spec in method_registry.SPECS}
+FULL_WEIGHT_METHODS = method_registry.names(weights="full")  # every other method trains a LoRA adapter (GRPO: its `weights` knob)
+PREFERENCE_METHODS = method_registry.names(data="preference")
+RL_METHODS = method_registry.names(family="rl")
 DPO_LOSSES = ("sigmoid", "ipo", "hinge")
 GRPO_WEIGHTS = ("lora", "qlora", "full")
 CAI_MODES = {"sl": "SFT on the revisions", "rl": "DPO on AI-judged pairs", "both": "SFT on the revisions, then DPO"}
 # The method-specific knobs each method uses (the Train tab shows only these).
-METHOD_KNOBS = {
-    "dpo": ("dpo_beta", "dpo_loss_type"),
-    "kto": ("dpo_beta",),
-    "ppo": ("reward_model", "response_length", "kl_coef", "ppo_epochs"),
-    "rloo": ("reward_model", "response_length", "kl_coef", "num_generations"),
-    "rlhf": ("sft_data", "rl_algorithm", "reward_model", "response_length", "kl_coef", "ppo_epochs", "num_generations"),
-    "constitutional": ("constitution", "cai_mode", "judge_model", "response_length", "dpo_beta"),
-    "grpo": ("rewards", "weights", "response_length", "kl_coef", "num_generations"),
-}
+METHOD_KNOBS = {spec.name: spec.knobs for spec in method_registry.SPECS if spec.knobs}
 LORA_TARGETS = {"all-linear": "all-linear", "attention": ["q_proj", "k_proj", "v_proj", "o_proj"]}
 
 
@@ -197,7 +176,8 @@ class RunConfig:
 
     def validate_method_fields(self, bad, where: str = "config") -> None:
         """Checks of the preference, RL and Constitutional AI knobs (only those the method uses)."""
-        if self.method in ("dpo", "kto"):
+        knobs = METHOD_KNOBS.get(self.method, ())
+        if "dpo_beta" in knobs:
             if not (math.isfinite(self.dpo_beta) and self.dpo_beta > 0):
                 bad("dpo_beta", f"must be a positive number, got {self.dpo_beta}.")
         if self.method == "kto" and self.per_device_train_batch_size < 2:
@@ -205,7 +185,7 @@ class RunConfig:
         if self.method == "dpo":
             if self.dpo_loss_type not in DPO_LOSSES:
                 bad("dpo_loss_type", f"'{self.dpo_loss_type}' is not one of {', '.join(DPO_LOSSES)}.")
-        if self.method in RL_METHODS or self.method in ("constitutional", "grpo"):
+        if "response_length" in knobs:
             if self.response_length < 1:
                 bad("response_length", f"must be at least 1, got {self.response_length}.")
             if self.response_length >= self.max_length:
@@ -251,9 +231,7 @@ class RunConfig:
     @property
     def uses_adapter(self) -> bool:
         """True when the run trains a LoRA adapter (DDP across GPUs), False when every weight trains (FSDP)."""
-        if self.method == "grpo":
-            return self.weights != "full"
-        return self.method not in FULL_WEIGHT_METHODS
+        return method_registry.trains_adapter(self.method, self.weights)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

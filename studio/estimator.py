@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import StudioError
+from .methods import registry as method_registry
 from .resources import asset
 
 GIB = 1024**3
@@ -46,7 +47,8 @@ CONTEXT_GIB = 1.5  # left for the CUDA context and allocator slack (as issue 7 e
 # memory() (measured LoRA 128x4 and full 128x2 on the embedded model, bench/estimator_calibration.py).
 CPU_ACTIVATION_FACTOR = 1.5
 ARCH_DIR = asset("architectures")
-ESTIMATE_METHODS = ("full", "instruction", "lora", "qlora", "dpo", "reward", "ppo", "rlhf", "constitutional", "grpo")
+# The methods the estimator models (the method registry says which, and how: pairs, adapter, fast path).
+ESTIMATE_METHODS = tuple(s.estimate for s in method_registry.SPECS if s.estimate)
 OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit", "sgd")
 
 # Throughput reference points (measured) used to turn FLOPs into time.
@@ -227,10 +229,10 @@ class MemoryEstimate:
 
 
 def _adapter(method: str) -> bool:
-    return method in ("lora", "qlora", "dpo", "reward", "ppo", "rlhf", "constitutional", "grpo")
+    return method_registry.trains_adapter(method)
 
 
-FAST_PATH_METHODS = ("full", "instruction", "lora", "qlora", "dpo")
+FAST_PATH_METHODS = tuple(s.name for s in method_registry.SPECS if s.fast_trainer and s.estimate)
 
 
 def uses_fast_path(setup: Setup) -> bool:
@@ -246,11 +248,11 @@ def model_shape(arch: Architecture):
 def _fast_path_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
     from . import perf
 
-    tokens = setup.seq * setup.batch * (2 if setup.method == "dpo" else 1)
+    tokens = setup.seq * setup.batch * (2 if method_registry.spec(setup.method).pairs else 1)
     parts = perf.estimate_parts(
         model_shape(arch), setup.method, tokens, lora_rank=setup.lora_r, gradient_checkpointing=setup.gradient_checkpointing,
         activation_offloading=setup.activation_offloading, lora_dropout=setup.lora_dropout,
-        fused_loss=setup.fused_loss if setup.fused_loss is not None else setup.method != "dpo",
+        fused_loss=setup.fused_loss if setup.fused_loss is not None else method_registry.spec(setup.method).fast_trainer != "dpo",
     )
     peak = sum(parts.values())
     return MemoryEstimate(peak_gib=peak, parts_gib={k: round(v, 3) for k, v in parts.items()},
@@ -265,7 +267,7 @@ def plan_24gb(arch: Architecture, setup: Setup, budget_gib: float = CARD_GIB - C
     if not uses_fast_path(_with(setup, device="gpu")):
         return None
     plan, _ = perf.plan_for_trainer(
-        model_shape(arch), setup.method, trainer="dpo" if setup.method == "dpo" else "sft", budget_gib=budget_gib,
+        model_shape(arch), setup.method, trainer=method_registry.spec(setup.method).fast_trainer or "sft", budget_gib=budget_gib,
         batch_size=setup.batch, max_length=setup.seq, lora_rank=setup.lora_r, lora_dropout=setup.lora_dropout,
         force_checkpointing=setup.gradient_checkpointing, liger=True,  # `make` installs liger-kernel wherever nvidia-smi answers
     )
@@ -283,7 +285,7 @@ def memory(arch: Architecture, setup: Setup) -> MemoryEstimate:
     act = 4 if (cpu or upcast) else 2  # bytes per activation element
     weight_bytes = 4 if cpu else 2
     h, i, v, layers = arch.hidden, arch.intermediate, arch.vocab, arch.layers
-    pairs = method in ("dpo", "reward", "constitutional")
+    pairs = method_registry.spec(method).pairs
     tokens = setup.seq * setup.batch * (2 if pairs else 1)
 
     # Weights.

@@ -86,10 +86,11 @@ def training_flops_per_token(shape: ModelShape, method: str, lora_rank: int, seq
     Adapter training: forward 2N + input-gradient 2N over the frozen matmuls, 6 per adapter weight;
     full training: 6N. Attention scores/values: 4*s*h per layer forward, causal halves it, x3 for backward.
     """
-    frozen = 4.0 * shape.matmul_params
-    if method in ("full", "instruction"):
-        frozen = 6.0 * shape.matmul_params
-    adapter = 6.0 * shape.lora_params(lora_rank) if method in ("lora", "qlora", "dpo") else 0.0
+    from .methods.registry import trains_adapter
+
+    adapter_run = trains_adapter(method)
+    frozen = (4.0 if adapter_run else 6.0) * shape.matmul_params
+    adapter = 6.0 * shape.lora_params(lora_rank) if adapter_run else 0.0
     attention = 3 * 2.0 * seq_len * shape.hidden * shape.layers
     return frozen + adapter + attention
 

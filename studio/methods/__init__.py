@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import importlib
 
-# method name -> module under studio.methods
-MODULES = {
-    "lora": "sft",
-    "qlora": "sft",
-    "full": "sft",
-    "instruction": "sft",
-    "dpo": "dpo",
-    "kto": "kto",
-    "reward": "reward",
-    "ppo": "ppo",
-    "rloo": "ppo",
-    "rlhf": "ppo",
-    "constitutional": "constitutional",
-    "grpo": "grpo",
-}
-SFT_FORMATS_REFUSED = {"preference": "dpo or reward", "prompt_only": "grpo, ppo, rloo or constitutional"}
+from .registry import SPECS, names, spec
+
+# method name -> module under studio.methods (from the registry)
+MODULES = {s.name: s.module for s in SPECS}
+
+
+def _one_of(methods) -> str:
+    return ", ".join(methods[:-1]) + " or " + methods[-1] if len(methods) > 1 else methods[0]
+
+
+# Data the SFT methods refuse, and the methods that take it.
+SFT_FORMATS_REFUSED = {"preference": _one_of(names(data="preference")),
+                       "prompt_only": _one_of([s.name for s in SPECS if s.data in ("rl", "prompts", "grpo")])}
 
 
 def runner_for(method: str):
-    return importlib.import_module(f"studio.methods.{MODULES[method]}").run
+    return importlib.import_module(f"studio.methods.{spec(method).module}").run
 
 
 def check_data(cfg) -> None:
@@ -34,10 +31,11 @@ def check_data(cfg) -> None:
     from .common import PREFERENCE_HINT, file_format, read_preference, read_prompts
 
     method = cfg.method
-    if method in ("dpo", "reward", "kto"):
-        read_preference(cfg.data, method, "kto" if method == "kto" else "preference")
-    elif method in ("ppo", "rloo", "rlhf"):
-        if method == "rlhf":
+    data = spec(method).data
+    if data in ("preference", "kto"):
+        read_preference(cfg.data, method, data)
+    elif data == "rl":
+        if "sft_data" in spec(method).knobs:  # a chain that starts with SFT
             check_data(type(cfg)(**{**cfg.to_dict(), "method": "lora", "data": cfg.sft_data}))
         if not cfg.reward_model and file_format(cfg.data) != "preference":
             raise StudioError(
@@ -46,11 +44,11 @@ def check_data(cfg) -> None:
                 hint="Set reward_model: to a reward run's id or folder, or " + PREFERENCE_HINT,
             )
         read_prompts(cfg.data)
-    elif method == "grpo":
+    elif data == "grpo":
         from .grpo import check_references, read_rows
 
         check_references(cfg, read_rows(cfg.data))
-    elif method == "constitutional":
+    elif data == "prompts":
         read_prompts(cfg.data)
         from .constitution import load_constitution
 
