@@ -40,7 +40,7 @@ def cmd_runs(args) -> int:
     from .jobs import registry, runner
 
     if args.action == "list":
-        runs = registry.list_runs()
+        runs = registry.list_runs(kind=args.kind)
         if args.json:
             print(json.dumps([r.to_json() for r in runs], indent=2))
         else:
@@ -241,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("action", choices=["list", "show", "cancel", "resume"])
     runs.add_argument("id", nargs="?")
     runs.add_argument("--json", action="store_true")
+    runs.add_argument("--kind", choices=["train", "eval"], default="train", help="list training runs (default) or evaluation jobs")
     runs.set_defaults(func=cmd_runs)
 
     chat = sub.add_parser("chat", help="ask a trained run (or its base model) one question, or run a prompt suite")
