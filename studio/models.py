@@ -8,7 +8,6 @@ de-quantised once into a safetensors cache under $STUDIO_HOME/models, guarded by
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import importlib.util
 import json

@@ -20,7 +20,6 @@ import random
 from pathlib import Path
 
 import torch
-import yaml
 
 from .. import models
 from ..config import RunConfig
