@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import models
 from ..config import RunConfig
@@ -29,7 +30,8 @@ from ..errors import StudioError
 from ..rewards import RewardError, build_reward_funcs, text_of
 from ..runfiles import COMPLETIONS_FILE, read_completions  # noqa: F401  (the table's file and reader)
 from .common import PROMPT_HINT, load_policy, log_trainable, lora_config, prepare_tokenizer, save_trained, split, train_and_finish, training_kwargs
-from .context import RunContext
+if TYPE_CHECKING:  # the UI's pre-flight reads GRPO data through this module: keep transformers out
+    from .context import RunContext
 
 REFERENCE_COLUMNS = ("reference", "answer", "solution", "ground_truth")
 COMPLETIONS_PER_STEP = 8  # rows of the sampled-completions table written per logged step
