@@ -4,11 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LLAMA_STAMP := $(VENV)/.llama-cpp
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: run test setup browser test-unit test-integration test-e2e bench
+.PHONY: run test setup browser llama-cpp test-unit test-integration test-e2e bench
 
 $(STAMP): requirements.txt requirements-gpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,17 @@ $(STAMP): requirements.txt requirements-gpu.txt
 setup: $(STAMP)
 	$(PY) -m studio models prepare embedded
 
+# llama-cpp-python (GGUF quantization and the llama.cpp check of exports): PyPI has it as source only, so
+# pip builds llama.cpp once (CPU, a few minutes on 2 cores); the stamp keeps a second `make test` from
+# asking again. `make test` needs it so CI runs those checks; `make run` does not (the first GGUF export
+# installs it). The cmake flags live in studio/export.py (LLAMA_CMAKE_ARGS).
+$(LLAMA_STAMP): requirements-llama.txt $(STAMP)
+	@echo "llama-cpp-python: building llama.cpp once (a few minutes)..."
+	$(PY) -c 'from studio.export import ensure_llama_cpp; ensure_llama_cpp(pinned=True)'
+	touch $(LLAMA_STAMP)
+
+llama-cpp: $(LLAMA_STAMP)
+
 # Debian chromium for the browser tests (never `playwright install`: it cannot download here).
 browser:
 	@if [ ! -x /usr/bin/chromium ]; then \
@@ -33,14 +45,14 @@ browser:
 run: setup
 	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = Darwin ]; then $(PY) launch.py --app; else $(PY) launch.py; fi
 
-test: setup browser
+test: setup browser llama-cpp
 	$(VENV)/bin/lint-imports  # the layers in pyproject.toml: no gradio in studio/, no jobs in methods, tabs share only components.common
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
 test-unit: setup
 	$(PY) -m pytest tests/unit -q
 
-test-integration: setup
+test-integration: setup llama-cpp
 	$(PY) -m pytest tests/integration -q
 
 test-e2e: setup browser
