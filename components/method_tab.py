@@ -48,7 +48,7 @@ def check_base(signals_state, model, sample, progress=gr.Progress()):
     return status_html(check.describe(), "ok" if not check.already_good else "warn"), gr.update(value=rows, visible=True), "yes" if check.already_good else "no"
 
 
-def recommend(examples, goal, changes, citations, has_eval, size, already_good, model, device, scalar_reward, principles, signals_state):
+def recommend(examples, goal, changes, citations, has_eval, size, already_good, model, device, scalar_reward, principles, signals_state, checkable=False):
     raw = {
         "examples": int(examples or 0),
         "goal": goal,
@@ -62,7 +62,7 @@ def recommend(examples, goal, changes, citations, has_eval, size, already_good, 
         answers = advisor.Answers.from_dict(raw, where="Method tab")
         signals = advisor.DatasetSignals(**signals_state) if signals_state else None
         result = advisor.advise(answers, signals=signals, model=model or "embedded", device=device,
-                                wants_scalar_reward=bool(scalar_reward), has_principles=bool(principles))
+                                wants_scalar_reward=bool(scalar_reward), has_principles=bool(principles), checkable_answers=bool(checkable))
     except Exception as err:  # noqa: BLE001
         return status_html(error_text(err), "error"), None, gr.update(interactive=False)
     data_path = signals_state["path"] if signals_state else ""
@@ -165,6 +165,7 @@ def build(dataset_path: gr.State) -> dict:
             with gr.Row():
                 scalar_reward = gr.Checkbox(label="I want a scalar reward (RLHF)")
                 principles = gr.Checkbox(label="I have written principles (Constitutional AI)")
+                checkable = gr.Checkbox(label="A rule can check the answers: format, exact or numeric answer (GRPO)", elem_id="method-checkable")
             already_good = gr.Radio([NOT_CHECKED, "yes", "no"], value=NOT_CHECKED, label="Does the base model already do the task?", elem_id="method-already-good")
             with gr.Row():
                 sample = gr.Number(value=3, precision=0, minimum=1, maximum=20, label="Eval prompts to try", elem_id="method-sample")
@@ -204,7 +205,7 @@ def build(dataset_path: gr.State) -> dict:
     check.click(check_base, [signals_state, model, sample], [check_status, check_table, already_good])
     advise_button.click(
         recommend,
-        [examples, goal, changes, citations, has_eval, size, already_good, model, device, scalar_reward, principles, signals_state],
+        [examples, goal, changes, citations, has_eval, size, already_good, model, device, scalar_reward, principles, signals_state, checkable],
         [advice, preset_state, apply_button],
     )
     est_button.click(run_estimate, [model, est_method, est_seq, est_batch, est_checkpointing, est_device, est_tokens], est_out)
