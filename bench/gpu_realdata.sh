@@ -14,13 +14,18 @@ nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv,noheader
 python3 -c "import torch, inspect; from torch.nn.attention import varlen; print(torch.__version__, inspect.signature(varlen.varlen_attn))"
 python3 -c "import logging; logging.basicConfig(level=logging.INFO); from studio import varlen; print('varlen available:', varlen.available())"
 python3 bench/realdata_bench.py --build 49152 > "$OUT/build.log" 2>&1 || { tail -20 "$OUT/build.log"; exit 1; }
-run_lane() {  # run_lane GPU PARTS: "tests" runs the packed-rows GPU tests, the rest are bench parts
-  local gpu=$1 parts=$2
-  if [[ ",$parts," == *",tests,"* ]]; then
-    CUDA_VISIBLE_DEVICES=$gpu timeout 200 python3 -m pytest tests/gpu/test_fast_path.py -k packed -q -p no:cacheprovider > "$OUT/tests$gpu.log" 2>&1
-    parts=$(echo ",$parts," | sed 's/,tests,/,/; s/^,//; s/,$//')
+run_lane() {  # run_lane GPU PARTS: bench parts, then "tests" (the packed-rows GPU tests) in the time left
+  local gpu=$1 parts=$2 bench
+  bench=$(echo ",$parts," | sed 's/,tests,/,/; s/^,//; s/,$//')
+  local contexts="BENCH_CONTEXTS_$gpu"  # a lane's own context lengths, e.g. BENCH_CONTEXTS_1=90112,98304
+  [ -n "${!contexts:-}" ] && export BENCH_CONTEXTS=${!contexts}
+  local down="BENCH_STEP_DOWN_$gpu"; [ -n "${!down:-}" ] && export BENCH_STEP_DOWN=${!down}
+  local extra="LANE_ENV_$gpu"; [ -n "${!extra:-}" ] && export ${!extra}  # e.g. LANE_ENV_0="STUDIO_MLP_CHUNK=0"
+  [ -n "$bench" ] && CUDA_VISIBLE_DEVICES=$gpu python3 bench/realdata_bench.py --parts "$bench" --out "$OUT/lane$gpu.json" > "$OUT/lane$gpu.log" 2>&1
+  local left=$((LIMIT - ($(date +%s) - START) - 5))
+  if [[ ",$parts," == *",tests,"* ]] && [ $left -gt 30 ]; then
+    CUDA_VISIBLE_DEVICES=$gpu timeout $left python3 -m pytest tests/gpu/test_fast_path.py -k packed -q -p no:cacheprovider > "$OUT/tests$gpu.log" 2>&1
   fi
-  [ -n "$parts" ] && CUDA_VISIBLE_DEVICES=$gpu python3 bench/realdata_bench.py --parts "$parts" --out "$OUT/lane$gpu.json" > "$OUT/lane$gpu.log" 2>&1
 }
 export BENCH_SECONDS=$((LIMIT - ($(date +%s) - START)))
 lane=0

@@ -408,7 +408,7 @@ def part_qlora8b(result: dict) -> None:
         ok = [int(k) for k, v in entry["runs"].items() if v.get("ok") and v.get("trained_tokens", 0) > 0]
         entry["max_context"] = max(ok) if ok else 0
         entry["trained_tokens"] = entry["runs"][str(entry["max_context"])]["trained_tokens"] if ok else 0
-        if not run.get("ok") and not ok and length > 65536:
+        if not run.get("ok") and not ok and length > 65536 and os.environ.get("BENCH_STEP_DOWN", "1") == "1":
             plan = [length - 8192] + plan  # step down until one fits
         save(result)
 
@@ -445,6 +445,37 @@ def headline(result: dict) -> dict:
     }
 
 
+def merge(specs: list[str]) -> dict:
+    """Part files (FILE, or FILE=KEY to file its context runs under KEY instead) -> one result: the
+    context runs of every file with the same key are pooled and the longest that trained is recomputed."""
+    merged: dict = {"command": [], "parts": []}
+    for spec in specs:
+        path, _, key = spec.partition("=")
+        part = json.loads(Path(path).read_text())
+        merged["parts"].append(spec)
+        merged["command"] += [c for c in part.get("command", []) if c not in merged["command"]]
+        merged["environment"] = part.get("environment", merged.get("environment"))
+        for name, value in part.items():
+            if name in ("command", "summary", "environment", "errors") or not isinstance(value, dict):
+                continue
+            target = merged.setdefault(key if key and name == "qlora8b_context" else name, {})
+            for field, item in value.items():
+                if field == "runs":
+                    target.setdefault("runs", {}).update({k: {x: y for x, y in run.items() if x != "stderr_tail"} for k, run in item.items()})
+                elif isinstance(item, dict):
+                    target[field] = {x: y for x, y in item.items() if x != "stderr_tail"}
+                else:
+                    target[field] = item
+    for name, entry in merged.items():
+        if name.startswith("qlora8b_context") and "runs" in entry:
+            ok = [int(k) for k, v in entry["runs"].items() if v.get("ok") and v.get("trained_tokens", 0) > 0]
+            entry["max_context"] = max(ok) if ok else 0
+            entry["trained_tokens"] = entry["runs"][str(max(ok))]["trained_tokens"] if ok else 0
+            entry["failed"] = sorted(int(k) for k, v in entry["runs"].items() if not v.get("ok"))
+    merged["summary"] = headline(merged)
+    return {"summary": merged.pop("summary"), **merged}
+
+
 def environment() -> dict:
     import importlib.metadata as md
     import platform
@@ -467,6 +498,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="lora8b,dpo8b,qlora8b")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "gpu_realdata.json")
+    parser.add_argument("--merge", nargs="+", help="merge part files (FILE or FILE=KEY) into --out")
     parser.add_argument("--build", type=int, help="only build the random model folder of this vocabulary size")
     parser.add_argument("--baseline", choices=["sft", "dpo"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -476,6 +508,11 @@ def main() -> None:
         return run_baseline(opts.baseline, json.loads(opts.spec), opts.result)
     if opts.build:
         return print(model_folder(opts.build))
+    if opts.merge:
+        merged = merge(opts.merge)
+        merged["merge_command"] = "python bench/realdata_bench.py " + " ".join(sys.argv[1:])
+        opts.out.write_text(json.dumps(merged, indent=2) + "\n")
+        return print(json.dumps(merged["summary"], indent=2))
     OUT = opts.out
     result = json.loads(OUT.read_text()) if OUT.is_file() else {}
     result.setdefault("command", []).append("python bench/realdata_bench.py " + " ".join(sys.argv[1:]))
