@@ -141,6 +141,7 @@ def estimate_parts(
     activation_offloading: bool = False,
     fused_loss: bool = True,
     lora_dropout: float = 0.0,
+    mlp_chunk: int | None = None,
 ) -> dict[str, float]:
     """The parts of `estimate_gib`, in GiB.
 
@@ -175,9 +176,12 @@ def estimate_parts(
     adapted_inputs = (6 * h + i) * 2  # q, k, v, o, gate, up (width h) and down (width i)
     saved = 0.45 * block + (adapted_inputs if adapter and method != "qlora" else 0) + (adapted_inputs if adapter and lora_dropout > 0 else 0)
     working = 0.37 * block
+    mlp_block = 4 * i * 2  # gate, up, their product, the down input
     if gradient_checkpointing:
         checkpoints = layers * h * 2 * (0.3 if activation_offloading else 1.0)
         activations = tokens * (checkpoints + saved + working)
+        if mlp_chunk and tokens > mlp_chunk:  # the MLP's share of one layer's backward, for one chunk only
+            activations -= (tokens - mlp_chunk) * 0.82 * mlp_block
     else:
         activations = tokens * (layers * saved + working)
     if fused_loss:
@@ -212,6 +216,7 @@ def choose(
         parts = estimate_parts(
             shape, method, batch * max_length, lora_rank=lora_rank, gradient_checkpointing=checkpointing,
             activation_offloading=offload, fused_loss=fused_loss, lora_dropout=lora_dropout,
+            mlp_chunk=mlp_chunk_tokens() if offload else None,  # `apply` chunks the MLPs of offloaded (SFT) runs
         )
         est = sum(parts.values())
         accumulation = max(1, gradient_accumulation_steps * batch_size // batch)
@@ -381,7 +386,7 @@ def explain_library_warnings(attention: str | None) -> None:
             lambda text: "could not be imported" in text and any(k in text.lower() for k in ("cutedsl", "ascend", "npu")),
             "liger: its optional CuTe-DSL/Ascend backends are not installed, so its Triton kernels run (nothing to do)"),
     }
-    if attention in ("flex_attention", "flash_attention_2", "studio_varlen"):
+    if attention in ("flex_attention", "flash_attention_2", "studio_varlen", "sdpa"):  # sdpa: transformers masks each packed document
         loggers["trl.trainer.sft_trainer"] = _Explained(
             lambda text: "cross-contamination" in text,
             f"packing: {attention} keeps each packed sequence apart (no attention across sequences), so TRL's "
@@ -412,6 +417,53 @@ def kernels_cold() -> bool:
     """True when the compiled-kernel cache (studio.procenv puts it under $STUDIO_HOME/cache) is empty."""
     cache = os.environ.get("TRITON_CACHE_DIR")
     return bool(cache) and not any(os.scandir(cache) if os.path.isdir(cache) else ())
+
+
+MLP_CHUNK_TOKENS = 8192  # long contexts: the MLP runs (and is recomputed in backward) this many tokens at a time
+
+
+def mlp_chunk_tokens() -> int:
+    """Tokens per MLP chunk in offloaded (long-context) runs; STUDIO_MLP_CHUNK=0 turns chunking off."""
+    return int(os.environ.get("STUDIO_MLP_CHUNK", MLP_CHUNK_TOKENS))
+
+
+def _chunked(forward, chunk: int):
+    """An MLP forward over sequence chunks; with gradients on (the checkpointed layer's recompute), each
+    chunk is its own checkpoint, so backward holds one chunk's gate/up/LoRA tensors, not the whole
+    sequence's (at 80k tokens an 8B MLP's intermediates and LoRA outputs are ~2.2 GiB each)."""
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    def run(self, x):
+        if x.shape[-2] <= chunk:
+            return forward(self, x)
+        parts = [checkpoint(forward, self, part, use_reentrant=False) if torch.is_grad_enabled() else forward(self, part)
+                 for part in x.split(chunk, dim=-2)]
+        return torch.cat(parts, dim=-2)
+
+    run.studio_chunked = True
+    return run
+
+
+def chunk_mlp(model, chunk: int) -> int:
+    """Sequence-chunked MLPs for long contexts. Liger binds its SwiGLU forward to each MLP when the
+    trainer starts, so its class gets the chunked forward too; other MLPs are patched in place."""
+    import types
+
+    count = 0
+    try:
+        from liger_kernel.transformers.swiglu import LigerSwiGLUMLP
+
+        if not getattr(LigerSwiGLUMLP.forward, "studio_chunked", False):
+            LigerSwiGLUMLP.forward = _chunked(LigerSwiGLUMLP.forward, chunk)
+    except ImportError:
+        pass
+    for name, module in model.named_modules():
+        if name.endswith(".mlp") and not getattr(type(module).forward, "studio_chunked", False):
+            module.forward = types.MethodType(_chunked(type(module).forward, chunk), module)
+            count += 1
+    log.info(f"long context: MLPs run in chunks of {chunk} tokens ({count} layers)")
+    return count
 
 
 def liger_available() -> bool:
@@ -518,8 +570,11 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
     )
     global LAST_RUN
     LAST_RUN = PlannedRun(shape, cfg.method, trainer, plan, getattr(cfg, "lora_r", 16), getattr(cfg, "lora_dropout", 0.0), liger_available() and not fsdp)
-    if plan.activation_offloading and attention == "flex_attention":
-        attention = "sdpa"  # flex's compiled backward rejects the strides of offloaded activations (seen on torch 2.11)
+    if plan.activation_offloading and attention in ("flex_attention", VARLEN):
+        # Offloaded runs are long single rows: SDPA's causal flash kernel, which takes GQA as it is.
+        # Flex's compiled backward rejects the strides of offloaded activations, and torch 2.11's varlen
+        # kernel has no GQA flag, so its repeated key/value heads ran a 65,536-token 8B QLoRA out of memory.
+        attention = "sdpa"
     optim = getattr(args.optim, "value", args.optim)
     log.info(f"fast path: {plan.describe()}; liger {'on' if liger else ('off' if liger_available() else 'off (pip install liger-kernel)')}; "
              f"{'padding-free packing with ' + attention if packing else 'padded batches'}; optim {optim}")
@@ -532,6 +587,8 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
         log.info(f"compiling GPU kernels, first run only (the first step takes longer; cached in {os.environ.get('TRITON_CACHE_DIR')})")
     if plan.activation_offloading and trainer == "sft":
         lean_activation_offload()
+        if mlp_chunk_tokens():
+            chunk_mlp(model, mlp_chunk_tokens())
     if packing and getattr(model.config, "_attn_implementation", None) != attention:
         model.set_attn_implementation(attention)
     return dataclasses.replace(args, **trainer_overrides(plan, trainer=trainer, liger=liger, packing=packing, fsdp=fsdp)), model
