@@ -257,3 +257,31 @@ def test_alarming_library_warnings_become_one_explained_line(caplog):
     with caplog.at_level(logging.INFO):
         trl.warning("packing may lead to cross-contamination between samples")
     assert caplog.records[-1].getMessage().startswith("packing may lead")
+
+
+def test_chunked_mlp_trains_the_same_function():
+    import copy
+
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=100)
+    torch.manual_seed(0)
+    plain = AutoModelForCausalLM.from_config(config)
+    chunked = copy.deepcopy(plain)
+    assert perf.chunk_mlp(chunked, 7) == 2
+    x = torch.randint(0, 100, (1, 30))  # 30 tokens: chunks of 7, 7, 7, 7, 2
+    plain(input_ids=x, labels=x).loss.backward()
+    loss = chunked(input_ids=x, labels=x).loss
+    loss.backward()
+    assert loss.item() == pytest.approx(plain(input_ids=x, labels=x).loss.item(), rel=1e-6)
+    for a, b in zip(plain.parameters(), chunked.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6)
+
+
+def test_long_context_plan_matches_the_measured_boundary():
+    """8B QLoRA, vocab 49k, 22.49 GiB (bench/results/gpu_realdata.json): 98,304 tokens trained, 106,496 ran out of memory."""
+    s = shape(dict(LLAMA3_8B, vocab_size=49152))
+    fits, _ = perf.plan_for_trainer(s, "qlora", trainer="sft", budget_gib=22.49, batch_size=1, max_length=98304, liger=True)
+    too_long, _ = perf.plan_for_trainer(s, "qlora", trainer="sft", budget_gib=22.49, batch_size=1, max_length=106496, liger=True)
+    assert fits.activation_offloading and fits.fits and not too_long.fits
