@@ -378,7 +378,8 @@ def explain_library_warnings(attention: str | None) -> None:
     """Start-up warnings that alarm users for nothing, each replaced by one line in the run log:
     - Liger's "Backend impl '..._cutedsl...' / ascend ... could not be imported": optional backends for
       other hardware or libraries; its Triton kernels are what runs;
-    - TRL's "packing ... may lead to cross-contamination between samples": true of attentions that see
+    - TRL's "packing ... may lead to cross-contamination between samples" (and its padding-free twin,
+      "... verify that your attention mechanism can handle flattened sequences"): true of attentions that see
       the packed row as one sequence, not of flash/varlen/flex with per-document masks (the GPU test
       tests/gpu/test_fast_path.py checks that packed rows train as if alone)."""
     loggers = {
@@ -388,9 +389,9 @@ def explain_library_warnings(attention: str | None) -> None:
     }
     if attention in ("flex_attention", "flash_attention_2", "studio_varlen", "sdpa"):  # sdpa: transformers masks each packed document
         loggers["trl.trainer.sft_trainer"] = _Explained(
-            lambda text: "cross-contamination" in text,
+            lambda text: "cross-contamination" in text or "flattened sequences" in text,
             f"packing: {attention} keeps each packed sequence apart (no attention across sequences), so TRL's "
-            "cross-contamination warning does not apply")
+            "padding-free and cross-contamination warnings do not apply")
     for name in ("liger_kernel.backends.registry", "trl.trainer.sft_trainer"):
         logger = logging.getLogger(name)
         logger.filters = [f for f in logger.filters if not isinstance(f, _Explained)] + ([loggers[name]] if name in loggers else [])

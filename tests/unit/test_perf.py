@@ -248,9 +248,10 @@ def test_alarming_library_warnings_become_one_explained_line(caplog):
         for _ in range(3):
             liger.warning("Backend impl '%s' for op '%s' could not be imported: %s", "liger_kernel.ops.backends._cutedsl.rms_norm", "rms_norm", "ImportError")
         trl.warning("You are using packing ... Using other implementations may lead to cross-contamination between samples.")
+        trl.warning("Padding-free training is enabled ... verify that your attention mechanism can handle flattened sequences.")
         liger.warning("something else entirely")
     messages = [r.getMessage() for r in caplog.records]
-    assert not any("could not be imported" in m or "cross-contamination between" in m for m in messages)
+    assert not any("could not be imported" in m or "cross-contamination between" in m or "flattened sequences" in m for m in messages)
     assert sum("Triton kernels run" in m for m in messages) == 1 and sum("keeps each packed sequence apart" in m for m in messages) == 1
     assert "something else entirely" in messages  # other warnings pass
     perf.explain_library_warnings(None)  # padded batches (no packing): TRL's warning is shown again
