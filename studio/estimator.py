@@ -480,7 +480,7 @@ def estimate(model: str | Architecture, setup: Setup | None = None, *, train_tok
         notes.append("PPO counts policy + adapter (reference = adapter off), a trained value model and a frozen reward model; rollouts add a KV cache.")
     if setup.method == "grpo":
         notes.append(f"GRPO samples {setup.num_generations} completions of up to {setup.completion_length} tokens per prompt: "
-                     f"train_tokens should count each prompt {setup.num_generations} times (dataset prompts x epochs x num_generations x seq). "
+                     f"the time counts train_tokens (dataset prompt + completion tokens x epochs) {setup.num_generations} times. "
                      "Sampling runs token by token and is memory-bound, so the time is a lower bound; the KL reference is the adapter switched off.")
     if setup.method == "qlora" and setup.device == "cpu":
         notes.append("QLoRA needs a CUDA GPU (bitsandbytes 4-bit); on a CPU this is an fp32 LoRA.")
@@ -503,6 +503,8 @@ def estimate(model: str | Architecture, setup: Setup | None = None, *, train_tok
         plan_24gb=plan.describe() if (plan := plan_24gb(arch, gpu_setup)) else None,
         notes=notes,
     )
+    if train_tokens and setup.method == "grpo":  # every prompt is answered num_generations times, each answer trained on
+        train_tokens = train_tokens * setup.num_generations
     if train_tokens:
         hours = train_tokens / tokens_per_s / 3600
         a100_hours = hours * DEVICE_PEAK_TFLOPS["rtx4090"] / DEVICE_PEAK_TFLOPS["a100-80gb"]

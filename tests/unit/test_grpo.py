@@ -100,3 +100,5 @@ def test_estimator_counts_generations_times_length():
     assert any("8 completions of up to 512 tokens" in note for note in result.notes)
     lora = estimate(arch, Setup(method="lora", seq=1024, batch=8))
     assert result.tokens_per_s_4090 < lora.tokens_per_s_4090  # sampling and the reference pass cost time
+    four, eight = (estimate(arch, Setup(method="grpo", seq=1024, batch=8, num_generations=n), train_tokens=1_000_000) for n in (4, 8))
+    assert four.train_tokens == 4_000_000 and eight.hours_4090 == pytest.approx(2 * four.hours_4090)  # generations x tokens
