@@ -578,7 +578,7 @@ def apply(cfg, args, model, *, trainer: str = "sft"):
         attention = "sdpa"
     optim = getattr(args.optim, "value", args.optim)
     log.info(f"fast path: {plan.describe()}; liger {'on' if liger else ('off' if liger_available() else 'off (pip install liger-kernel)')}; "
-             f"{'padding-free packing with ' + attention if packing else 'padded batches'}; optim {optim}")
+             f"{'padding-free packing with ' + attention if packing else 'padded batches' + (' with ' + attention + ' (un-padded attention)' if trainer == 'dpo' and attention == VARLEN else '')}; optim {optim}")
     if not plan.fits:
         log.warning("the memory estimate exceeds the GPU budget; the run may stop with out-of-memory. "
                     + oom_advice(method=cfg.method, batch_size=plan.per_device_train_batch_size, gradient_accumulation_steps=plan.gradient_accumulation_steps,
