@@ -23,6 +23,7 @@ class Progress:
     eta_s: float | None
     last_loss: float | None
     tokens_per_second: float | None
+    status: str | None = None  # before the first step, what the run is doing (e.g. compiling GPU kernels)
 
     @property
     def fraction(self) -> float:
@@ -30,7 +31,7 @@ class Progress:
 
     def describe(self) -> str:
         if not self.step:
-            return "starting: loading the model and data..."
+            return self.status or "starting: loading the model and data..."
         parts = [f"step {self.step}" + (f"/{self.max_steps} ({100 * self.fraction:.0f}%)" if self.max_steps else "")]
         if self.last_loss is not None:
             parts.append(f"loss {self.last_loss:.4f}")
@@ -53,7 +54,8 @@ def progress_from(rows: list[dict], started: float | None, now: float) -> Progre
         span = recent[-1]["time"] - recent[0]["time"]
         per_step = span / max(1, recent[-1]["step"] - recent[0]["step"])
         eta = max(0.0, (max_steps - step) * per_step)
-    return Progress(step, max_steps, elapsed, eta, train[-1]["loss"] if train else None, train[-1].get("tokens_per_second") if train else None)
+    status = next((r["status"] for r in reversed(rows) if r.get("status")), None)
+    return Progress(step, max_steps, elapsed, eta, train[-1]["loss"] if train else None, train[-1].get("tokens_per_second") if train else None, status)
 
 
 def format_seconds(seconds: float) -> str:

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ from ..paths import runs_dir
 from ..resources import child_env
 from . import registry
 from ..runfiles import CANCEL_FILE, OUTCOME_FILE, STOPPING_FILE, checkpoint_problem, latest_checkpoint  # noqa: F401 (re-exported)
+
+COMPILING = "starting: loading the model and data, then compiling GPU kernels (first run only)"
 
 
 
@@ -166,6 +169,8 @@ def train_in_process(cfg: RunConfig, run_dir: Path, *, resume: bool) -> Outcome:
     ctx = RunContext(run_dir, resume_from=latest_checkpoint(run_dir) if resume else None, cfg=cfg)
     if ctx.resume_from:
         log.info(f"resuming from {ctx.resume_from}")
+    if perf.kernels_cold() and perf.enabled(cfg):  # the progress line says why the first step is slow
+        ctx.metrics.append({"step": 0, "time": time.time(), "status": COMPILING})
     try:
         final = runner_for(cfg.method)(cfg, ctx)
     except StudioError as err:

@@ -286,3 +286,18 @@ def test_long_context_plan_matches_the_measured_boundary():
     fits, _ = perf.plan_for_trainer(s, "qlora", trainer="sft", budget_gib=22.49, batch_size=1, max_length=98304, liger=True)
     too_long, _ = perf.plan_for_trainer(s, "qlora", trainer="sft", budget_gib=22.49, batch_size=1, max_length=106496, liger=True)
     assert fits.activation_offloading and fits.fits and not too_long.fits
+
+
+def test_progress_line_says_when_kernels_compile(tmp_path, monkeypatch):
+    from studio.jobs.progress import progress_from
+    from studio.jobs.train import COMPILING
+
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "triton"))
+    assert perf.kernels_cold()  # a fresh $STUDIO_HOME/cache: the first run compiles
+    (tmp_path / "triton").mkdir()
+    (tmp_path / "triton" / "kernel").write_text("x")
+    assert not perf.kernels_cold()
+    rows = [{"step": 0, "time": 1.0, "status": COMPILING}]
+    assert progress_from(rows, 0.0, 5.0).describe() == COMPILING
+    rows.append({"step": 1, "time": 9.0, "loss": 2.5, "max_steps": 10})
+    assert progress_from(rows, 0.0, 10.0).describe().startswith("step 1/10")
