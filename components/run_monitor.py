@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import gradio as gr
-import yaml
 
 from studio.config import RunConfig
 from studio.jobs import presets, registry, runner
@@ -27,16 +26,10 @@ def run_choices() -> list[tuple[str, str]]:
 
 
 def run_config(run_id) -> dict | None:
-    """The run's saved config.yaml as a mapping, or None."""
+    """The run's saved config.yaml (read typed, through RunConfig.of_run) as a mapping, or None."""
     record = registry.get(run_id) if run_id else None
-    config_file = record.run_dir / "config.yaml" if record else None
-    if config_file is None or not config_file.is_file():
-        return None
-    try:
-        raw = yaml.safe_load(config_file.read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    return raw if isinstance(raw, dict) else None
+    cfg = RunConfig.of_run(record.run_dir) if record else None
+    return cfg.to_dict() if cfg else None
 
 
 def default_run() -> str | None:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
-import yaml
 
 from . import models
 from .errors import StudioError
@@ -138,10 +137,9 @@ class ChatEngine:
 
     @classmethod
     def for_run(cls, record, pool: ModelPool = POOL) -> "ChatEngine":
-        cfg = yaml.safe_load((Path(record.run_dir) / "config.yaml").read_text())
         adapter_dir = Path(record.run_dir) / "adapter"
         model_dir = Path(record.run_dir) / "model"
-        base = pool.base(cfg.get("model", models.EMBEDDED))
+        base = pool.base(run_base_source(record))
         if adapter_dir.is_dir():
             base.ensure_adapter(record.id, adapter_dir)
             tuned = Side(base, record.id, f"tuned ({record.name})")
@@ -259,9 +257,10 @@ def _run_record(run_id: str):
 
 def run_base_source(record) -> str:
     """The model a run started from, as written in its config.yaml."""
-    config = Path(record.run_dir) / "config.yaml"
-    cfg = yaml.safe_load(config.read_text()) if config.is_file() else {}
-    return str((cfg or {}).get("model") or record.model or models.EMBEDDED)
+    from .config import RunConfig
+
+    cfg = RunConfig.of_run(record.run_dir)
+    return str((cfg.model if cfg else "") or record.model or models.EMBEDDED)
 
 
 def side_for(choice: str, pool: ModelPool = POOL) -> Side:

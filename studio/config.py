@@ -140,6 +140,24 @@ class RunConfig:
             raise StudioError(f"not valid YAML ({getattr(err, 'problem', err)}).", where=f"{path}{line}") from None
         return cls.from_dict(raw, where=str(path))
 
+    @classmethod
+    def of_run(cls, run_dir: str | Path) -> "RunConfig | None":
+        """A run's saved config.yaml, typed, for readers (chat, evaluate, the run monitor): keys this
+        version no longer knows are dropped and a finished run is not re-validated. None when the
+        file is missing or unreadable."""
+        path = Path(run_dir) / "config.yaml"
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return None
+        if not isinstance(raw, dict):
+            return None
+        known = {f.name: f for f in fields(cls)}
+        try:
+            return cls(**{key: _coerce(known[key], value, str(path)) for key, value in raw.items() if key in known})
+        except StudioError:
+            return None
+
     def validate(self, where: str = "config") -> None:
         def bad(name: str, message: str) -> None:
             raise StudioError(f"{name}: {message}", where=where)

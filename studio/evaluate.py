@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import yaml
 
 from . import chat, stats
 from .errors import StudioError
@@ -54,10 +53,6 @@ class EvalOptions:
     probe_max_new_tokens: int = PROBE_MAX_NEW_TOKENS
     judge: str | None = None  # a local model source (e.g. `embedded`) to judge base vs tuned
     batch_size: int = 16
-
-
-def run_config(record) -> dict:
-    return yaml.safe_load((Path(record.run_dir) / "config.yaml").read_text()) or {}
 
 
 def eval_examples(record, options: EvalOptions) -> tuple[list[list[dict]], dict]:

@@ -283,7 +283,7 @@ def eval_rows(run_dir: str | Path, *, data: str | Path | None = None, max_exampl
     in `source["path"]`); with a held-out split they are a subset of split.json's "eval".
     Only rows whose conversation ends with an assistant reply are evaluated, at most `max_examples`.
     """
-    import yaml
+    from ..config import RunConfig
 
     run_dir = Path(run_dir)
     if data:
@@ -291,17 +291,14 @@ def eval_rows(run_dir: str | Path, *, data: str | Path | None = None, max_exampl
         ids = usable_ids(loaded)
         source = {"kind": "file", "path": str(data)}
     else:
-        try:
-            cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            cfg = {}
+        cfg = RunConfig.of_run(run_dir) or RunConfig()
         split = read(run_dir)
-        train_path = Path(str(split.source if split else cfg.get("data", "")))
+        train_path = Path(str(split.source if split else cfg.data))
         if not train_path.exists():
             raise StudioError(f"the run's training data {train_path} is gone, so there is nothing to evaluate on.", hint="Pass an eval file (--data FILE).")
         loaded = load_dataset_file(train_path)
         if split is None:  # a run from before split.json: the same rule, from its config
-            split = make_split(loaded, float(cfg.get("eval_fraction") or 0), int(cfg.get("seed", 42)), source=train_path)
+            split = make_split(loaded, cfg.eval_fraction, cfg.seed, source=train_path)
         companion = train_path.with_name(train_path.stem + ".heldout.jsonl")
         if split.eval:
             ids = split.eval
