@@ -56,3 +56,17 @@ def test_trust_remote_code_is_off_unless_asked(studio_home):
     assert RunConfig.from_dict({"data": "x", "trust_remote_code": True}).trust_remote_code is True
     assert models.resolve("embedded").trust_remote_code is False
     assert models.resolve("embedded", trust_remote_code=True).trust_remote_code is True
+
+
+def test_a_run_config_is_read_typed_by_readers(tmp_path):
+    """RunConfig.of_run: what chat, evaluate and the run monitor read; an old key is dropped, a missing file is None."""
+    from studio.config import RunConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert RunConfig.of_run(run) is None
+    (run / "config.yaml").write_text("model: /models/x\nmethod: dpo\ndata: d.jsonl\nlearning_rate: '5e-6'\nremoved_in_a_later_version: 3\n")
+    cfg = RunConfig.of_run(run)
+    assert (cfg.model, cfg.method, cfg.learning_rate, cfg.uses_adapter) == ("/models/x", "dpo", 5e-6, True)
+    (run / "config.yaml").write_text("- not\n- a mapping\n")
+    assert RunConfig.of_run(run) is None
