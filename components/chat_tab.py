@@ -132,10 +132,12 @@ def blind_reveal(first, second, state):
 
 def run_suite(upload, saved, save_name, left, right, max_tokens, seed, progress=gr.Progress()):
     """Load the suite (upload or saved), run it on both sides, write the report for download."""
-    from studio.paths import studio_home
+    from studio.paths import confine, studio_home
 
     try:
         path = upload or saved
+        if path:
+            confine(path, "prompt suite")  # served beyond loopback: the studio home, uploads and --allow-path roots only
         if not path:
             raise StudioError("upload a CSV/JSON prompt suite or pick a saved one.")
         prompts = chat.load_prompt_suite(path)

@@ -14,6 +14,7 @@ import gradio as gr
 
 from studio import evaluate
 from studio.jobs import evaljob, registry
+from studio.paths import confine, confine_model
 
 from .common import chat_run_choices, downloadable, error_text, status_html
 
@@ -22,6 +23,9 @@ DEFAULTS = evaluate.EvalOptions()
 
 
 def _options(eval_file, max_examples, max_new_tokens, probes, judge) -> evaluate.EvalOptions:
+    if eval_file:
+        confine(eval_file, "eval file")  # served beyond loopback: the studio home, uploads and --allow-path roots only
+    confine_model(judge, "judge")
     return evaluate.EvalOptions(data=eval_file or None, max_examples=int(max_examples), max_new_tokens=int(max_new_tokens),
                                 probes=bool(probes), judge=(judge or "").strip() or None)
 

@@ -72,6 +72,14 @@ def confine(path: str | Path, what: str) -> Path:
     )
 
 
+def confine_model(value, what: str) -> None:
+    """A model source (run field or judge) that names a local path is confined; `embedded`, a hub id
+    or a run id is not a path."""
+    value = str(value or "").strip()
+    if value and (value.endswith(".gguf") or value.startswith((".", "/", "~")) or Path(value).expanduser().exists()):
+        confine(value, what)
+
+
 def confine_config(cfg) -> None:
     """Confine every path a run config names: data files, the constitution, GRPO reward files, and
     the model / judge / reward model where they name a local path rather than a hub or run id."""
@@ -80,9 +88,7 @@ def confine_config(cfg) -> None:
         if value:
             confine(value, name)
     for name in ("model", "judge_model", "reward_model"):
-        value = str(getattr(cfg, name, "") or "").strip()
-        if value and (value.endswith(".gguf") or value.startswith((".", "/", "~")) or Path(value).expanduser().exists()):
-            confine(value, name)
+        confine_model(getattr(cfg, name, ""), name)
     for index, spec in enumerate(getattr(cfg, "rewards", None) or []):
         for key in ("file", "schema"):
             value = spec.get(key) if isinstance(spec, dict) else None

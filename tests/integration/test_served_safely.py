@@ -79,3 +79,18 @@ def test_run_config_paths_are_confined(tmp_path, monkeypatch, studio_home):
     for field, value in (("model", str(outside)), ("constitution", str(outside / "c.yaml")), ("data", "/etc/passwd")):
         with pytest.raises(StudioError, match=f"^{field}: .* outside the folders"):
             confine_config(RunConfig(**{"method": "constitutional" if field == "constitution" else "lora", "data": demo, field: value}))
+
+
+def test_model_sources_are_confined_only_when_they_name_a_path(tmp_path, monkeypatch, studio_home):
+    import pytest
+
+    from studio.errors import StudioError
+    from studio.paths import CONFINE_ENV, confine_model
+
+    monkeypatch.setenv(CONFINE_ENV, "1")
+    for source in ("embedded", "HuggingFaceTB/SmolLM2-135M-Instruct", "20260101-120000-lora-run", ""):
+        confine_model(source, "judge")  # not paths: nothing to confine
+    confine_model(str(studio_home / "models" / "mine"), "judge")
+    for source in (str(tmp_path / "elsewhere"), "/etc/model.gguf", "~/model"):
+        with pytest.raises(StudioError, match="^judge: .* outside the folders"):
+            confine_model(source, "judge")
