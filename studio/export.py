@@ -246,13 +246,14 @@ def verify_merged(record, out: Path) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .chat import ChatEngine, GenerationSettings
+    from .chat import ChatEngine, GenerationSettings, without_cut_marker
 
     plain = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(str(out))
     _, merged_answer = _greedy_ids(plain, tokenizer)
     engine = ChatEngine.for_run(record)
     tuned_answer = engine.answer([{"role": "user", "content": VERIFY_PROMPT}], tuned=True, settings=GenerationSettings(temperature=0.0, max_new_tokens=12))
+    tuned_answer = without_cut_marker(tuned_answer)
     return {"plain_transformers": True, "prompt": VERIFY_PROMPT, "merged_answer": merged_answer, "tuned_answer": tuned_answer.strip(),
             "same_answer": merged_answer.strip() == tuned_answer.strip()}
 
