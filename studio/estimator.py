@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import StudioError
+from .resources import asset
 from .methods import registry as method_registry
 from .resources import asset
 
@@ -106,6 +107,17 @@ class Architecture:
     @property
     def params(self) -> int:
         return self.linear_params + self.embedding_params
+
+    @property
+    def matmul_params(self) -> int:
+        """Parameters that take part in a matrix product per token: the decoder blocks and the output head."""
+        return self.linear_params + self.vocab * self.hidden
+
+    @classmethod
+    def from_config(cls, config, name: str = "model") -> "Architecture":
+        """From a transformers config object (a loaded model's) or a config.json mapping."""
+        raw = config.to_dict() if hasattr(config, "to_dict") else dict(config) if isinstance(config, dict) else dict(vars(config))
+        return architecture_from_config(raw, name=str(raw.get("_name_or_path") or name))
 
     def lora_params(self, rank: int, target: str = "all-linear") -> int:
         h, i, q, kv = self.hidden, self.intermediate, self.q_dim, self.kv_dim
@@ -239,10 +251,9 @@ def uses_fast_path(setup: Setup) -> bool:
     return setup.device == "gpu" and setup.fast_path and setup.method in FAST_PATH_METHODS and not setup.qlora_fp32_upcast
 
 
-def model_shape(arch: Architecture):
-    from .perf import ModelShape
-
-    return ModelShape(arch.params, arch.layers, arch.hidden, arch.intermediate, arch.vocab, arch.heads, arch.kv_heads, arch.tied_embeddings)
+def model_shape(arch: Architecture) -> Architecture:
+    """What studio.perf plans with: the same class (perf.ModelShape is Architecture)."""
+    return arch
 
 
 def _fast_path_memory(arch: Architecture, setup: Setup) -> MemoryEstimate:

@@ -28,6 +28,8 @@ import logging
 import os
 from dataclasses import dataclass
 
+from .estimator import Architecture
+
 GIB = 1024**3
 CONTEXT_RESERVE_GIB = 1.5  # CUDA context, cuBLAS workspaces and the allocator's fragmentation
 TRAINERS = ("sft", "dpo")
@@ -35,49 +37,8 @@ TRAINERS = ("sft", "dpo")
 log = logging.getLogger("studio.perf")
 
 
-@dataclass(frozen=True)
-class ModelShape:
-    """The few numbers of a decoder-only transformer that decide its training memory and FLOPs."""
-
-    params: int
-    layers: int
-    hidden: int
-    intermediate: int
-    vocab: int
-    heads: int
-    kv_heads: int
-    tied_embeddings: bool
-
-    @classmethod
-    def from_config(cls, config) -> "ModelShape":
-        config = config.get_text_config() if hasattr(config, "get_text_config") else config
-        hidden = config.hidden_size
-        layers = config.num_hidden_layers
-        heads = config.num_attention_heads
-        kv_heads = getattr(config, "num_key_value_heads", None) or heads
-        head_dim = getattr(config, "head_dim", None) or hidden // heads
-        intermediate = config.intermediate_size
-        vocab = config.vocab_size
-        tied = bool(getattr(config, "tie_word_embeddings", False))
-        per_layer = hidden * head_dim * (heads * 2 + kv_heads * 2) + 3 * hidden * intermediate + 2 * hidden
-        params = layers * per_layer + vocab * hidden * (1 if tied else 2) + hidden
-        return cls(params, layers, hidden, intermediate, vocab, heads, kv_heads, tied)
-
-    @property
-    def embedding_params(self) -> int:
-        return self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
-
-    @property
-    def matmul_params(self) -> int:
-        """Parameters that take part in a matrix product per token (layers + output head)."""
-        return self.params - self.vocab * self.hidden + (self.vocab * self.hidden if self.tied_embeddings else 0)
-
-    def lora_params(self, rank: int, target: str = "all-linear") -> int:
-        head_dim = self.hidden // self.heads
-        kv = self.kv_heads * head_dim
-        attention = (self.hidden + self.hidden) * 2 + (self.hidden + kv) * 2  # q, o, k, v
-        mlp = (self.hidden + self.intermediate) * 3  # gate, up, down
-        return rank * self.layers * (attention + (mlp if target == "all-linear" else 0))
+# The one model-shape class: the estimator's Architecture (layers, widths, heads, vocab; parameter counts).
+ModelShape = Architecture
 
 
 def training_flops_per_token(shape: ModelShape, method: str, lora_rank: int, seq_len: int) -> float:
