@@ -37,7 +37,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import StudioError
-from .resources import asset
 from .methods import registry as method_registry
 from .resources import asset
 
