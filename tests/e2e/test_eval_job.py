@@ -47,13 +47,12 @@ def test_eval_job_survives_a_reload_and_cancels_within_10_s(demo_server, page, m
 
     started = time.time()
     page.locator("#eval-cancel").click()
-    while time.time() - started < 15:
+    while time.time() - started < 15:  # stopped = recorded as cancelled and the process gone
         job = registry.get(job.id)
-        if job.status not in ("queued", "running"):
+        if job.status not in ("queued", "running") and not registry.is_alive(job.pid, job.pid_start):
             break
         time.sleep(0.1)
     took = time.time() - started
     assert job.status == "cancelled" and took <= 10, (job.status, took)
-    assert not registry.is_alive(job.pid, job.pid_start)
     status.get_by_text("Last evaluation cancelled").wait_for(timeout=10_000)
     assert not (job.run_dir / "results.json").exists() and os.path.isdir(job.run_dir)
