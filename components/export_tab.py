@@ -51,6 +51,8 @@ def run_export(run_id, fmt, gguf_types, ollama=True, push=""):
                     note = " Loads with plain transformers; " + ("same answer as the tuned model." if checks.get("same_answer") else "answer differs from the tuned model.")
                 elif fmt == "gguf":
                     note = " " + "; ".join(f"{k}: {export.check_line(v)}" for k, v in (summary.get("checks") or {}).items())
+                    if summary.get("conversion_check"):
+                        note += f"; f16 conversion: {export.check_line(summary['conversion_check'])}"
                 if summary.get("base_model_note"):
                     note += f" Note: {summary['base_model_note']}"
                 if summary.get("pushed"):

@@ -114,6 +114,8 @@ def cmd_eval(args) -> int:
     if record is None:
         raise StudioError(f"no run with id {args.run_id}.", hint="See `python -m studio runs list`.")
     given = {"max_examples": args.max_examples, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
+    if args.probe_file:
+        given["probe_file"] = args.probe_file
     options = EvalOptions(data=args.data, probes=not args.no_probes, judge=args.judge, **{k: v for k, v in given.items() if v is not None})
     if args.background:
         job = evaljob.start(record.id, options)
@@ -266,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--max-new-tokens", type=int, help="per answer (default 40; probe answers 24)")
     evaluation.add_argument("--batch-size", type=int, help="answers decoded together (default 16)")
     evaluation.add_argument("--no-probes", action="store_true", help="skip the capability-regression probe")
+    evaluation.add_argument("--probe-file", help="another probe set (JSON, as assets/probes/capabilities.json)")
     evaluation.add_argument("--judge", help="a local model (e.g. embedded) to judge base vs tuned answers")
     evaluation.add_argument("--background", action="store_true", help="start the evaluation as a job and return at once (see `runs list`)")
     evaluation.add_argument("--job-id", help=argparse.SUPPRESS)  # the job row a background evaluation runs as

@@ -284,7 +284,7 @@ def export_gguf(record, out: Path, quants: tuple[str, ...], *, identity: models.
         f16 = (out if "f16" in quants else Path(tmp)) / gguf_name("f16")
         write_gguf(merged, f16, identity=identity)
         for index, quant in enumerate(q for q in quants if q != "f16"):
-            report(0.3 + 0.1 * index, f"quantizing to {quant} with llama.cpp")
+            report(0.3 + 0.25 * index / len(quants), f"quantizing to {quant} with llama.cpp")
             quantize_gguf(f16, out / gguf_name(quant), quant)
         if verify:
             report(0.55, "greedy answers of the tuned model in transformers")
@@ -295,6 +295,9 @@ def export_gguf(record, out: Path, quants: tuple[str, ...], *, identity: models.
                 report(0.6 + 0.3 * index / len(quants), f"llama.cpp check of {quant}")
                 result["checks"][quant] = llama_cpp_check(out / gguf_name(quant), reference)
             result["llama_cpp_check"] = result["checks"][quants[0]]
+            if "f16" not in quants:  # the conversion itself, apart from what quantization loses
+                report(0.9, "llama.cpp check of the f16 conversion")
+                result["conversion_check"] = llama_cpp_check(f16, reference)
         if ollama:
             (out / "Modelfile").write_text(modelfile, encoding="utf-8")
     return result
@@ -753,6 +756,8 @@ def model_card(record, fmt: str, summary: dict, *, push: str | None = None):
         lines += ["", f"GGUF files: {', '.join(gguf_name(q) for q in summary['quants'])} (quantized by llama.cpp from the f16 conversion)."]
         for quant, check in (summary.get("checks") or {}).items():
             lines.append(f"- {quant}: {check_line(check)}")
+        if summary.get("conversion_check"):
+            lines.append(f"- the f16 conversion they were quantized from (not kept): {check_line(summary['conversion_check'])}")
     lines += ["", "## How to use", "", usage_snippet(fmt, summary, push), "", "## Training config", "", "```yaml", config_text.strip(), "```", "",
               "Reproduce it headless: `python -m studio train config.yaml`.", "", "## Dataset", "", "```json",
               json.dumps(dataset_manifest(str(cfg.get("data", record.dataset))), indent=2), "```", "", "## Training result", "", "```json",

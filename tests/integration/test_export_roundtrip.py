@@ -148,3 +148,18 @@ def test_a_cancelled_gguf_export_leaves_nothing(trained_demo_run, tmp_path):
     assert process.returncode == 130, "".join(seen) + rest
     assert "error: interrupted." in rest
     assert not out.exists() and not list(tmp_path.rglob("*.partial"))
+
+
+def test_push_without_a_token_or_offline_is_one_line_and_writes_nothing(demo_record, tmp_path, monkeypatch, capsys):
+    from studio.__main__ import main
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no stored token
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    out = tmp_path / "pushed"
+    for env, expected in (({}, "needs a Hugging Face token; none is set"), ({"HF_TOKEN": "hf_" + "x" * 34, "HF_HUB_OFFLINE": "1"}, "HF_HUB_OFFLINE=1")):
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        assert main(["export", demo_record.id, "--format", "adapter", "--out", str(out), "--push", "me/json-answers"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expected in err[0] and "nothing was exported or uploaded" in err[0], err
+        assert not out.exists()
