@@ -240,3 +240,19 @@ def test_a_run_without_weights_gets_one_line_and_no_folder(studio_home, tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "run r-noweights has no trained weights to export (status: failed)" in err[0] and "Traceback" not in err[0]
     assert not out.exists()
+
+
+def test_llama_cpp_is_installed_on_first_need_with_a_message_or_one_line(tmp_path, monkeypatch):
+    import sys
+
+    from studio import export
+
+    requirements = tmp_path / "requirements-llama.txt"
+    requirements.write_text("./no-such-llama-cpp-source-folder\n")  # pip fails at once, offline
+    monkeypatch.setattr(export, "LLAMA_REQUIREMENTS", requirements)
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as if not installed: importing it raises ImportError
+    messages = []
+    with pytest.raises(StudioError, match="could not install llama-cpp-python for the GGUF export") as caught:
+        export.ensure_llama_cpp(lambda fraction, message: messages.append(message))
+    assert messages == [f"installing llama-cpp-python: builds llama.cpp once, about {export.LLAMA_BUILD_MINUTES} min on 2 cores"]
+    assert "\n" not in str(caught.value) and "make llama-cpp" in str(caught.value)
