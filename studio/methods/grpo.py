@@ -131,11 +131,16 @@ def _finite(value):
 
 
 def _last_user(prompt_text: str) -> str:
-    """TRL logs the templated prompt; keep the last user turn's text for the table."""
+    """TRL logs the templated prompt (special tokens decoded away, e.g. "system\n...\nuser\nQ\nassistant\n");
+    keep the last user turn's text for the table."""
     marker = "<|im_start|>user"
     if marker in prompt_text:
-        prompt_text = prompt_text.rsplit(marker, 1)[1].split("<|im_end|>", 1)[0]
-    return prompt_text.strip()
+        return prompt_text.rsplit(marker, 1)[1].split("<|im_end|>", 1)[0].strip()
+    lines = prompt_text.rstrip().splitlines()
+    if lines and lines[-1].strip().lower().rstrip(":") in ("assistant", "model"):
+        lines = lines[:-1]
+    start = max((i for i, line in enumerate(lines) if line.strip().lower().rstrip(":") == "user"), default=-1)
+    return "\n".join(lines[start + 1:]).strip()
 
 
 def trainer_class():

@@ -72,6 +72,9 @@ def test_completions_table_rows(tmp_path):
     assert rows[0] == {"step": 4, "prompt": "What is 2+2?", "completion": '{"answer": "4"}', "rewards": {"json_valid": 1.0, "regex": 1.0},
                        "total": 1.5, "advantage": 0.7}
     assert rows[1]["rewards"] == {"json_valid": 0.0, "regex": None} and rows[1]["total"] == 0.0
+    logs["prompt"] = deque(["system\nYou are helpful.\nuser\nWhat is 3+3?\nAnswer in JSON.\nassistant\n"] * 2)  # as TRL decodes it
+    write_completions(path, 5, logs, ["json_valid", "regex"], [1.0, 0.5])
+    assert read_completions(tmp_path, last_steps=1)[0]["prompt"] == "What is 3+3?\nAnswer in JSON."
     header, table = completions_table(rows)  # the run monitor's table
     assert header == ["step", "prompt", "completion", "json_valid", "regex", "total", "advantage"]
     assert table[0] == [4, "What is 2+2?", '{"answer": "4"}', 1.0, 1.0, 1.5, 0.7]
