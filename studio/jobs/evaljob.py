@@ -32,12 +32,16 @@ KIND = "eval"
 
 def option_args(options) -> list[str]:
     """The CLI flags that reproduce these EvalOptions (one place for the UI and the job launcher)."""
+    from ..evaluate import EvalOptions
+
     args = ["--max-examples", str(options.max_examples), "--max-new-tokens", str(options.max_new_tokens),
             "--batch-size", str(options.batch_size)]
     if options.data:
         args += ["--data", str(options.data)]
     if not options.probes:
         args.append("--no-probes")
+    elif str(options.probe_file) != str(EvalOptions().probe_file):
+        args += ["--probe-file", str(options.probe_file)]
     if options.judge:
         args += ["--judge", options.judge]
     return args

@@ -7,23 +7,27 @@ from pathlib import Path
 
 import pytest
 
+from studio.evaluate import PROBES
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.integration
 
 
-def test_eval_json_base_vs_tuned(trained_demo_run):
+def test_eval_json_base_vs_tuned(trained_demo_run, tmp_path):
     home, _ = trained_demo_run
     (run,) = json.loads(run_cli("runs", "list", "--json", home=home).stdout)
-    result = run_cli("eval", run["id"], "--json", "--max-new-tokens", "20", home=home)
+    shipped = json.loads(PROBES.read_text())["probes"]  # two items per category keep the test short; bench/ runs all 68
+    subset = [p for c in dict.fromkeys(p["category"] for p in shipped) for p in [q for q in shipped if q["category"] == c][:2]]
+    (tmp_path / "probes.json").write_text(json.dumps({"probes": subset}))
+    result = run_cli("eval", run["id"], "--json", "--max-new-tokens", "20", "--probe-file", str(tmp_path / "probes.json"), home=home)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "/176 examples · ETA" in result.stderr  # 2 x 10 loss + 2 x 10 answers + 2 x 68 probe items, on stderr
+    assert "/64 examples · ETA" in result.stderr  # 2 x 10 loss + 2 x 10 answers + 2 x 12 probe items, on stderr
     results = json.loads(result.stdout.strip().splitlines()[-1])
     metrics = results["metrics"]
     print({k: (round(m["base"], 3), round(m["tuned"], 3), [round(c, 3) for c in m["ci"]], m["verdict"]) for k, m in metrics.items()})
     assert results["eval_data"]["kind"] == "held-out file" and results["eval_data"]["examples"] == 10 and results["eval_data"]["held_out"]
     for metric in metrics.values():
-        assert {"base", "tuned", "delta", "ci", "verdict"} <= set(metric) and metric["n"] in (10, 68)
+        assert {"base", "tuned", "delta", "ci", "verdict"} <= set(metric) and metric["n"] in (10, 12)
         assert metric["ci"][0] <= metric["delta"] <= metric["ci"][1]
     # the demo tune teaches the held-out answers' JSON shape: a drop in loss that 10 examples can show
     assert metrics["eval_loss"]["verdict"] == "better" and metrics["eval_loss"]["ci"][1] < 0
