@@ -4,24 +4,16 @@ the q4_k_m quantization. Other architectures are refused; a failed quantization 
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
 from studio import models
 from studio.errors import StudioError
-from studio.export import (
-    gguf_name,
-    llama_cpp_check,
-    quantize_gguf,
-    transformers_reference,
-    write_gguf,
-)
+from studio.export import gguf_name, quantize_gguf, write_gguf
 
 pytestmark = pytest.mark.integration
 
-PROMPTS = [[{"role": "user", "content": text}] for text in ("What is 5 times 6?", "Who wrote Hamlet?", "Name a planet.", "Say hello in French.")]
+PROMPTS = [[{"role": "user", "content": "What is 5 times 6?"}]]
 
 
 @pytest.fixture(scope="module")
@@ -69,30 +61,26 @@ def test_tiny_model_converts_quantizes_and_llama_cpp_agrees(arch, tokenizer, tmp
     assert gguf.GGUFReader(str(q4)).fields["general.file_type"].contents() == llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M
     assert q4.stat().st_size < 0.6 * f16.stat().st_size
 
-    # logits over a whole prompt, llama.cpp f16 against transformers f32
+    # logits over a whole prompt, llama.cpp against transformers f32. The conversion is right when
+    # llama.cpp computes the same function: f16 logits within 5% of their spread at every prompt position
+    # (a wrong q/k permutation or a lost bias moves them by about the spread). A random model's greedy
+    # runs hit near-ties, so the 16-token agreement is asserted on the trained demo model instead
+    # (test_export_roundtrip); q4_k_m's agreement here is printed.
     text = tokenizer.apply_chat_template(PROMPTS[0], add_generation_prompt=True, tokenize=False)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     with torch.inference_mode():
         expected = model(input_ids=torch.tensor([ids])).logits[0].float().numpy()
-    llm = llama_cpp.Llama(model_path=str(f16), n_ctx=256, logits_all=True, verbose=False)
-    assert llm.tokenize(text.encode(), add_bos=True, special=True) == ids
-    llm.eval(ids)
-    got = llm.scores[: len(ids)]
-    llm.close()
-    top1 = float((got.argmax(-1) == expected.argmax(-1)).mean())
     spread = float(expected.std())
-    print(arch, "top-1 agreement", top1, "max |diff|", float(abs(got - expected).max()), "logit std", spread)
-    # the conversion is right when llama.cpp computes the same function: next-token logits within 5% of
-    # their spread at every prompt position (a wrong q/k permutation or a lost bias moves them by ~the spread)
-    assert top1 >= 0.8 and float(abs(got - expected).max()) < 0.05 * spread
-
-    # the whole check path on both files; a random model's 16-token greedy runs hit near-ties, so the
-    # agreement is printed here and asserted on the trained demo model (test_export_roundtrip)
-    reference = transformers_reference(folder, PROMPTS)
-    checks = {quant: llama_cpp_check(path, reference) for quant, path in (("f16", f16), ("q4_k_m", q4))}
-    print(arch, json.dumps({quant: {k: check[k] for k in ("agree", "total", "same_prompt_tokens")} for quant, check in checks.items()}))
-    assert checks["f16"]["same_prompt_tokens"] == checks["q4_k_m"]["same_prompt_tokens"] == len(PROMPTS)
-    assert checks["f16"]["total"] == len(PROMPTS)
+    for path in (f16, q4):
+        llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, logits_all=True, verbose=False)
+        assert llm.tokenize(text.encode(), add_bos=True, special=True) == ids  # llama.cpp splits text as transformers does
+        llm.eval(ids)
+        got = llm.scores[: len(ids)]
+        llm.close()
+        top1, worst = float((got.argmax(-1) == expected.argmax(-1)).mean()), float(abs(got - expected).max())
+        print(arch, path.name, "top-1 agreement", round(top1, 3), "max |diff|", round(worst, 4), "logit std", round(spread, 3))
+        if path == f16:
+            assert top1 >= 0.8 and worst < 0.05 * spread
 
 
 def test_other_architectures_are_refused(tokenizer, tmp_path):
