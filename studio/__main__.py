@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--json", action="store_true", help="print the results as one JSON object")
     evaluation.add_argument("--data", help="eval file (default: the run's held-out split or DATA.heldout.jsonl)")
     evaluation.add_argument("--max-examples", type=int, help="default: EvalOptions in studio/evaluate.py (32)")
-    evaluation.add_argument("--max-new-tokens", type=int, help="per answer (default 40; probe answers 24)")
+    evaluation.add_argument("--max-new-tokens", type=int, help="per answer (default 40; probe answers 16)")
     evaluation.add_argument("--batch-size", type=int, help="answers decoded together (default 16)")
     evaluation.add_argument("--no-probes", action="store_true", help="skip the capability-regression probe")
     evaluation.add_argument("--probe-file", help="another probe set (JSON, as assets/probes/capabilities.json)")

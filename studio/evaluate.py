@@ -40,7 +40,7 @@ REFUSAL_OPENING = re.compile(
     re.IGNORECASE,
 )
 SIDES = ("base", "tuned")
-PROBE_MAX_NEW_TOKENS = 24  # every probe answer is checked in its first sentence or two (the longest rule, a 3-line list, needs ~12)
+PROBE_MAX_NEW_TOKENS = 16  # probe rules look at the opening; on the demo run 16 tokens changed 3 of 136 pass/fail outcomes vs 32, and keeps the eval under 3 min on 2 cores
 
 
 @dataclass
