@@ -176,7 +176,7 @@ def _generation_settings(prefix: str):
 
 
 def build() -> dict:
-    gr.Markdown("### 3 · Chat\nTwo sides answer the same prompt, streaming together. Runs on the same base share one copy of its weights; adapters are switched.")
+    gr.Markdown("### 4 · Chat\nTwo sides answer the same prompt, streaming together. Runs on the same base share one copy of its weights; adapters are switched.")
     with gr.Tabs():
         with gr.Tab("Side by side", id="chat-side"):
             with gr.Row():

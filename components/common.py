@@ -36,6 +36,13 @@ def status_html(text: str, kind: str = "info", *, transient: bool = False) -> st
     return f'<div class="{classes}">{html.escape(text)}</div>'
 
 
+def stop_button(live: bool):
+    """A Stop/Cancel button: red and enabled only while what it stops is queued or running."""
+    import gradio as gr
+
+    return gr.update(variant="stop" if live else "secondary", interactive=live)
+
+
 def empty_state(text: str) -> str:
     """What an empty area shows instead of a blank table or plot: what to do next."""
     return f'<div class="studio-empty">{html.escape(text)}</div>'

@@ -16,7 +16,7 @@ from studio import evaluate
 from studio.jobs import evaljob, registry
 from studio.paths import confine, confine_model
 
-from .common import chat_run_choices, downloadable, error_text, status_html
+from .common import chat_run_choices, downloadable, error_text, status_html, stop_button
 
 POLL_SECONDS = 1.0
 DEFAULTS = evaluate.EvalOptions()
@@ -104,6 +104,16 @@ def _finished_view(run_id: str):
 
 
 def poll(run_id, shown, *options):
+    """`_poll`'s outputs plus the Cancel button, red only while this run's evaluation is live
+    (sent only when that changes)."""
+    outputs = _poll(run_id, shown, *options)
+    key = outputs[2]
+    live = bool(isinstance(key, dict) and key.get("job") and key.get("status") in ("queued", "running"))
+    was_live = bool(isinstance(shown, dict) and shown.get("status") in ("queued", "running"))
+    return outputs + (stop_button(live) if shown is None or live != was_live else gr.skip(),)
+
+
+def _poll(run_id, shown, *options):
     """Every second: the running job's progress, or (once per finished job) its results and the
     expected time of the next one. On a page's first tick (`shown` is None) a running evaluation
     takes the picker, so a reload reattaches to it."""
@@ -127,7 +137,7 @@ def poll(run_id, shown, *options):
 
 
 def build() -> dict:
-    gr.Markdown("### 4 · Evaluate\nDid the tune help, and did it cost general skills? Base vs tuned on held-out data: every difference "
+    gr.Markdown("### 5 · Evaluate\nDid the tune help, and did it cost general skills? Base vs tuned on held-out data: every difference "
                 "comes with a 95% confidence interval, and a verdict only when the interval excludes 0. The capability probe "
                 "(68 items: arithmetic, facts, instruction following, format, refusal, reasoning) flags a category only when its drop is significant.")
     with gr.Row():
@@ -144,7 +154,7 @@ def build() -> dict:
     expected = gr.HTML(elem_id="eval-expected")
     with gr.Row():
         start = gr.Button("Evaluate", variant="primary", elem_id="eval-start", scale=3)
-        cancel = gr.Button("Cancel evaluation", variant="stop", elem_id="eval-cancel", scale=1)
+        cancel = gr.Button("Cancel evaluation", variant="secondary", interactive=False, elem_id="eval-cancel", scale=1)
     status = gr.HTML(elem_id="eval-status")
     table = gr.Dataframe(headers=["metric", "base", "tuned", "Δ [95% CI]", "verdict", "n"], label="Base vs tuned (tuned − base, paired bootstrap)",
                          interactive=False, elem_id="eval-table")
@@ -164,6 +174,6 @@ def build() -> dict:
     for component in option_inputs:  # a run pick updates it on the next poll
         component.change(expected_text, [run_picker, *option_inputs], expected)
     run_picker.change(lambda: {"run": None}, None, shown)  # a new pick renders its results on the next poll
-    gr.Timer(POLL_SECONDS).tick(poll, [run_picker, shown, *option_inputs], [status, run_picker, shown, expected, *result_outputs], show_progress="hidden")
+    gr.Timer(POLL_SECONDS).tick(poll, [run_picker, shown, *option_inputs], [status, run_picker, shown, expected, *result_outputs, cancel], show_progress="hidden")
     refresh.click(lambda: gr.update(choices=chat_run_choices()), None, run_picker)
     return {"run_picker": run_picker, "refresh_choices": lambda: gr.update(choices=chat_run_choices())}

@@ -65,7 +65,7 @@ def run_export(run_id, fmt, gguf_types, ollama=True, push=""):
 
 
 def build() -> dict:
-    gr.Markdown("### 5 · Export\nShip the tuned model: " + "; ".join(f"**{k}**: {v}" for k, v in FORMAT_HELP.items()) + ". Every export carries a model card (README.md).")
+    gr.Markdown("### 6 · Export\nShip the tuned model: " + "; ".join(f"**{k}**: {v}" for k, v in FORMAT_HELP.items()) + ". Every export carries a model card (README.md).")
     with gr.Row():
         run_picker = gr.Dropdown(label="Run", choices=chat_run_choices(), elem_id="export-run", scale=4)
         refresh = gr.Button("↻ Refresh runs", scale=1)

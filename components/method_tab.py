@@ -145,7 +145,7 @@ def ask_three_ways(files, run_id, model, question, max_tokens):
 
 
 def build(dataset_path: gr.State) -> dict:
-    gr.Markdown("### Method · should you fine-tune at all?\nAnswer a few questions; the dataset fills in what it can. "
+    gr.Markdown("### 2 · Method · should you fine-tune at all?\nAnswer a few questions; the dataset fills in what it can. "
                 "The advice names the rule behind each reason.")
     signals_state = gr.State(None)
     preset_state = gr.State(None)

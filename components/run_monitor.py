@@ -13,7 +13,7 @@ from studio.jobs.metrics import read_metrics
 from studio.jobs.progress import progress_from
 from studio.plots import loss_figure, metrics_figure
 
-from .common import error_text, status_html
+from .common import error_text, status_html, stop_button
 
 STATUS_KIND = {"completed": "ok", "failed": "error", "cancelled": "warn", "interrupted": "warn"}
 POLL_SECONDS = 0.5  # a row written to metrics.jsonl reaches the browser within ~1 s (see tests/e2e/test_runs_live.py)
@@ -55,11 +55,6 @@ def describe(record, rows) -> str:
 
 
 NO_RUN = "No run yet. Load a dataset in the Data tab (or type a path in Dataset), then press Start training: the loss curve appears here."
-
-
-def stop_button(live: bool):
-    """Stop is red and enabled only while the watched run is queued or running."""
-    return gr.update(variant="stop" if live else "secondary", interactive=live)
 
 
 def refresh(run_id, seen, log_scale=False, was_live=None):

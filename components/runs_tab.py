@@ -15,7 +15,7 @@ from studio.jobs.overview import tail_metrics
 from studio.jobs.train import latest_checkpoint
 from studio.plots import compare_figure, config_diff
 
-from .common import empty_state, error_text, status_html
+from .common import empty_state, error_text, status_html, stop_button
 from .run_monitor import run_config
 
 # "last loss": the last logged training loss (what the curve ends on); "avg loss": the trainer's
@@ -95,7 +95,7 @@ def cancel_button(run_id):
     """Cancel is red only while the picked run is live."""
     record = registry.get(run_id) if run_id else None
     live = record is not None and record.status in ("running", "queued")
-    return gr.update(variant="stop" if live else "secondary", interactive=live)
+    return stop_button(live)
 
 
 def build() -> dict:

@@ -161,7 +161,7 @@ def show_method_knobs(method):
 
 
 def build(dataset_path: gr.State) -> dict:
-    gr.Markdown("### Train\nTraining runs in its own process: closing the browser does not stop it, and reopening the studio shows it again.")
+    gr.Markdown("### 3 · Train\nTraining runs in its own process: closing the browser does not stop it, and reopening the studio shows it again.")
     with gr.Row():
         with gr.Column(scale=1, elem_id="train-form"):
             model = gr.Dropdown(choices=[("embedded · SmolLM2-135M-Instruct", "embedded")], value="embedded", allow_custom_value=True,

@@ -31,6 +31,7 @@ def test_eval_job_survives_a_reload_and_cancels_within_10_s(demo_server, page, m
     expected = page.locator("#eval-expected")
     expected.get_by_text("Expected:").wait_for(timeout=30_000)
     assert "examples" in expected.inner_text() and ("about" in expected.inner_text() or "no measured rate" in expected.inner_text())
+    assert page.locator("#eval-cancel").is_disabled()  # red and enabled only while an evaluation runs
     page.locator("#eval-start").click()
     status = page.locator("#eval-status")
     status.get_by_text(PROGRESS).wait_for(timeout=60_000)
