@@ -175,6 +175,10 @@ def _generation_settings(prefix: str):
     return system_prompt, temperature, top_p, max_tokens, seed
 
 
+
+SIDE_EMPTY = "Pick a tuned run on the right (train one in the Train tab first), type a prompt below and press **Send to both**."
+BLIND_EMPTY = "Type a prompt and press **Send (new round)**: the two sides answer on unlabelled seats; vote, then reveal."
+
 def build() -> dict:
     gr.Markdown("### 4 · Chat\nTwo sides answer the same prompt, streaming together. Runs on the same base share one copy of its weights; adapters are switched.")
     with gr.Tabs():
@@ -185,8 +189,8 @@ def build() -> dict:
                 refresh = gr.Button("↻ Refresh runs", scale=1, elem_id="chat-refresh")
             system_prompt, temperature, top_p, max_tokens, seed = _generation_settings("chat")
             with gr.Row():
-                base_chat = gr.Chatbot(label="Left", height=380, elem_id="chat-base")
-                tuned_chat = gr.Chatbot(label="Right", height=380, elem_id="chat-tuned")
+                base_chat = gr.Chatbot(label="Left", height=380, elem_id="chat-base", placeholder=SIDE_EMPTY)
+                tuned_chat = gr.Chatbot(label="Right", height=380, elem_id="chat-tuned", placeholder=SIDE_EMPTY)
             prompt = gr.Textbox(label="Prompt", placeholder="Ask both models something…", elem_id="chat-prompt")
             with gr.Row():
                 send = gr.Button("Send to both", variant="primary", elem_id="chat-send")
@@ -202,8 +206,8 @@ def build() -> dict:
                 side_b = gr.Dropdown(label="B", choices=chat.side_choices(), value=lambda: chat.default_blind_pair()[1], elem_id="ab-b")
             ab_settings = _generation_settings("ab")
             with gr.Row():
-                left_chat = gr.Chatbot(label="Left", height=320, elem_id="ab-left")
-                right_chat = gr.Chatbot(label="Right", height=320, elem_id="ab-right")
+                left_chat = gr.Chatbot(label="Left", height=320, elem_id="ab-left", placeholder=BLIND_EMPTY)
+                right_chat = gr.Chatbot(label="Right", height=320, elem_id="ab-right", placeholder=BLIND_EMPTY)
             ab_prompt = gr.Textbox(label="Prompt", elem_id="ab-prompt")
             with gr.Row():
                 ab_send = gr.Button("Send (new round)", variant="primary", elem_id="ab-send")
