@@ -38,15 +38,15 @@ INSTRUCTION = 'Reply with only a JSON object with two keys, "topic" and "answer"
 EXAMPLE = 'Respond with JSON only. Example: {"topic": "geography", "answer": "Paris"}'
 # How a question is asked (the same before training, in training and after); --probe compares them.
 VARIANTS = {
-    "instruction": lambda q: [{"role": "user", "content": f"{q}\n{INSTRUCTION}"}],  # no values to copy; not yet measured
+    "instruction": lambda q: [{"role": "user", "content": f"{q}\n{INSTRUCTION}"}],  # no values to copy
     "example": lambda q: [{"role": "user", "content": f"{q}\n{EXAMPLE}"}],
     "system": lambda q: [{"role": "system", "content": INSTRUCTION}, {"role": "user", "content": q}],
 }
-VARIANT = "example"  # measured (bench/results/grpo_demo.json); see the finding there before reusing it
+VARIANT = "instruction"  # both measured (bench/results/grpo_demo.json); "example" got copied verbatim by the tuned model
 SCHEMA = {"type": "object", "required": ["topic", "answer"], "properties": {"topic": {"type": "string"}, "answer": {"type": "string"}}}
 # The target is the first two (their mean is the "format reward"); the third only opens the way: at
-# the start a sampled answer opens with a brace far more often than it is valid JSON (measured base:
-# 30% open with a brace, 5% parse), so the group advantage has something to see.
+# the start a sampled answer opens with a brace more often than it is valid JSON, so the group
+# advantage has something to see (bench/results/grpo_demo.json has the base rates).
 REWARDS = [
     {"type": "json_valid", "schema": SCHEMA, "name": "json_schema", "weight": 1.0},
     {"type": "regex", "pattern": r'^\s*\{.*"answer"\s*:.*\}\s*$', "name": "format", "weight": 1.0},
@@ -123,7 +123,10 @@ def train(home: Path, settings: dict) -> dict:
     config.write_text(yaml.safe_dump({**settings, "data": str(PROMPTS), "rewards": REWARDS}, sort_keys=False))
     command = [sys.executable, "-m", "studio", "train", str(config)]
     started, cpu_before = time.time(), child_cpu_seconds()
-    result = subprocess.run(command, cwd=REPO, env={**os.environ, "STUDIO_HOME": str(home)}, capture_output=True, text=True)
+    from studio.paths import models_dir
+
+    env = {**os.environ, "STUDIO_HOME": str(home), "STUDIO_MODELS_DIR": str(models_dir())}  # reuse the converted embedded model
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     wall, cpu = time.time() - started, child_cpu_seconds() - cpu_before
     if result.returncode != 0:
         raise SystemExit(f"training failed:\n{result.stderr[-3000:]}")
