@@ -197,7 +197,7 @@ def cmd_advise(args) -> int:
             raw.setdefault("base_model_already_good", check.already_good)
     answers = Answers.from_dict(raw, where=where)
     result = advise(answers, signals=signals, model=args.model, device=args.device,
-                    wants_scalar_reward=args.scalar_reward, has_principles=args.principles)
+                    wants_scalar_reward=args.scalar_reward, has_principles=args.principles, checkable_answers=args.checkable)
     if args.json:
         out = result.to_dict()
         if signals is not None:
@@ -221,7 +221,8 @@ def cmd_estimate(args) -> int:
     arch = load_architecture(args.model)
     checkpointing = {"on": True, "off": False, "auto": arch.params >= 1e9}[args.gradient_checkpointing]
     setup = Setup(method=args.method, seq=args.seq, batch=args.batch, gradient_checkpointing=checkpointing,
-                  optimizer=args.optimizer, lora_r=args.lora_r, device=args.device)
+                  optimizer=args.optimizer, lora_r=args.lora_r, device=args.device,
+                  num_generations=args.generations, completion_length=args.completion_length)
     result = estimate(arch, setup, train_tokens=args.train_tokens)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.describe())
     return 0
@@ -304,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     advise_p.add_argument("--max-new-tokens", type=int, default=96)
     advise_p.add_argument("--scalar-reward", action="store_true", help="a scalar reward is wanted (RLHF)")
     advise_p.add_argument("--principles", action="store_true", help="you have written principles (Constitutional AI)")
+    advise_p.add_argument("--checkable", action="store_true", help="a rule can check the answers (format, exact or numeric answer): GRPO")
     advise_p.set_defaults(func=cmd_advise)
 
     from .estimator import ESTIMATE_METHODS, OPTIMIZERS
@@ -318,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--lora-r", type=int, default=16)
     est.add_argument("--device", choices=["gpu", "cpu"], default="gpu", help="gpu: bf16 (RTX 4090 reference); cpu: fp32 RAM")
     est.add_argument("--train-tokens", type=int, help="dataset tokens x epochs: adds time and cost")
+    est.add_argument("--generations", type=int, default=4, help="GRPO: completions sampled per prompt")
+    est.add_argument("--completion-length", type=int, default=256, help="GRPO: new tokens per completion (--seq is prompt + completion)")
     est.add_argument("--json", action="store_true")
     est.set_defaults(func=cmd_estimate)
 
