@@ -6,6 +6,7 @@ Per-session state lives in gr.State only."""
 from __future__ import annotations
 
 import html
+import sqlite3
 
 import gradio as gr
 

@@ -7,7 +7,6 @@ process (pid plus its start time, so a recycled pid is not mistaken for the run)
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from contextlib import closing

@@ -225,6 +225,26 @@ def train_and_finish(trainer, ctx: RunContext, evaluation, *, after_train=None) 
     return final
 
 
+def trl_trainer(trainer_cls, ctx: RunContext, train: list[dict], evaluation: list[dict], **kwargs):
+    """A TRL trainer over row lists (train, optional eval) with the run's callbacks."""
+    from datasets import Dataset
+
+    return trainer_cls(
+        train_dataset=Dataset.from_list(train),
+        eval_dataset=Dataset.from_list(evaluation) if evaluation else None,
+        callbacks=ctx.callbacks(),
+        **kwargs,
+    )
+
+
+def fit_and_save(trainer, ctx: RunContext, evaluation, out: str, tokenizer=None, *, selected_adapters: list[str] | None = None) -> dict:
+    """Log the trainable parameters, train (`train_and_finish`) and save to RUN/out (`save_trained`)."""
+    log_trainable(trainer.model, ctx)
+    final = train_and_finish(trainer, ctx, evaluation)
+    save_trained(trainer, ctx.run_dir / out, tokenizer, selected_adapters=selected_adapters)
+    return final
+
+
 ADAPTER_KEY_TAGS = ("lora_", "modules_to_save", "trainable_tokens")
 
 

@@ -8,20 +8,17 @@ as the reference instead, so the KL anchor is the SFT model.
 
 from __future__ import annotations
 
-from datasets import Dataset
-
 from .. import models, perf
 from ..config import RunConfig
 from .common import (
     adapter_folder,
+    fit_and_save,
     load_policy,
-    log_trainable,
     lora_config,
     prepare_tokenizer,
     preference_split,
-    save_trained,
-    train_and_finish,
     training_kwargs,
+    trl_trainer,
 )
 from .context import RunContext
 
@@ -48,20 +45,7 @@ def run(cfg: RunConfig, ctx: RunContext, init_adapter: str | None = None) -> dic
     )
     if start is None:
         args, model = perf.apply(cfg, args, model, trainer="dpo")  # the CUDA fast path; unchanged on CPU
-    trainer = DPOTrainer(
-        model=model,
-        ref_model=None,
-        args=args,
-        train_dataset=Dataset.from_list(train),
-        eval_dataset=Dataset.from_list(evaluation) if evaluation else None,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=ctx.callbacks(),
-    )
+    trainer = trl_trainer(DPOTrainer, ctx, train, evaluation, model=model, ref_model=None, args=args, processing_class=tokenizer, peft_config=peft_config)
     if start is None and perf.enabled(cfg) and perf.group_pairs_by_length(trainer):  # padded pairs: fewer pad tokens
         ctx.log("fast path: batches of pairs of similar length")
-    log_trainable(trainer.model, ctx)
-    final = train_and_finish(trainer, ctx, evaluation)
-    out = ctx.run_dir / "adapter"
-    save_trained(trainer, out, tokenizer, selected_adapters=["default"])
-    return final
+    return fit_and_save(trainer, ctx, evaluation, "adapter", tokenizer, selected_adapters=["default"])

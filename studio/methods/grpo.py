@@ -29,7 +29,7 @@ from ..data.formats import prompt_and_reply
 from ..errors import StudioError
 from ..rewards import RewardError, build_reward_funcs, text_of
 from ..runfiles import COMPLETIONS_FILE, read_completions  # noqa: F401  (the table's file and reader)
-from .common import PROMPT_HINT, load_policy, log_trainable, lora_config, prepare_tokenizer, save_trained, split, train_and_finish, training_kwargs
+from .common import PROMPT_HINT, fit_and_save, load_policy, lora_config, prepare_tokenizer, split, training_kwargs, trl_trainer
 if TYPE_CHECKING:  # the UI's pre-flight reads GRPO data through this module: keep transformers out
     from .context import RunContext
 
@@ -165,7 +165,6 @@ def trainer_class():
 
 
 def run(cfg: RunConfig, ctx: RunContext) -> dict:
-    from datasets import Dataset
     from trl import GRPOConfig
 
     loaded = load_dataset_file(cfg.data)
@@ -204,19 +203,8 @@ def run(cfg: RunConfig, ctx: RunContext) -> dict:
         temperature=1.0,
         log_completions=False,  # the studio writes its own table (completions.jsonl)
     )
-    trainer = trainer_class()(
-        model=model,
-        reward_funcs=funcs,
-        args=args,
-        train_dataset=Dataset.from_list(train),
-        eval_dataset=Dataset.from_list(evaluation) if evaluation else None,
-        processing_class=tokenizer,
-        peft_config=lora_config(cfg) if cfg.weights != "full" else None,
-        callbacks=ctx.callbacks(),
-    )
+    trainer = trl_trainer(trainer_class(), ctx, train, evaluation, model=model, reward_funcs=funcs, args=args, processing_class=tokenizer,
+                          peft_config=lora_config(cfg) if cfg.weights != "full" else None)
     trainer.completions_path = ctx.run_dir / COMPLETIONS_FILE
     trainer.weights = weights
-    log_trainable(trainer.model, ctx)
-    final = train_and_finish(trainer, ctx, evaluation)
-    save_trained(trainer, ctx.run_dir / ("model" if cfg.weights == "full" else "adapter"), tokenizer)
-    return final
+    return fit_and_save(trainer, ctx, evaluation, "model" if cfg.weights == "full" else "adapter", tokenizer)

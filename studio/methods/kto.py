@@ -18,19 +18,16 @@ from __future__ import annotations
 
 import random
 
-from datasets import Dataset
-
 from .. import models
 from ..config import RunConfig
 from .common import (
+    fit_and_save,
     load_policy,
-    log_trainable,
     lora_config,
     preference_split,
     prepare_tokenizer,
-    save_trained,
-    train_and_finish,
     training_kwargs,
+    trl_trainer,
 )
 from .context import RunContext
 
@@ -66,17 +63,5 @@ def run(cfg: RunConfig, ctx: RunContext) -> dict:
         desirable_weight=desirable_weight,
         undesirable_weight=undesirable_weight,
     )
-    trainer = KTOTrainer(
-        model=model,
-        ref_model=None,
-        args=args,
-        train_dataset=Dataset.from_list(train),
-        eval_dataset=Dataset.from_list(evaluation) if evaluation else None,
-        processing_class=tokenizer,
-        peft_config=lora_config(cfg),
-        callbacks=ctx.callbacks(),
-    )
-    log_trainable(trainer.model, ctx)
-    final = train_and_finish(trainer, ctx, evaluation)
-    save_trained(trainer, ctx.run_dir / "adapter", tokenizer, selected_adapters=["default"])
-    return final
+    trainer = trl_trainer(KTOTrainer, ctx, train, evaluation, model=model, ref_model=None, args=args, processing_class=tokenizer, peft_config=lora_config(cfg))
+    return fit_and_save(trainer, ctx, evaluation, "adapter", tokenizer, selected_adapters=["default"])

@@ -9,20 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from datasets import Dataset
 
 from .. import models
 from ..config import RunConfig
 from ..errors import StudioError
 from .common import (
     adapter_folder,
-    log_trainable,
+    fit_and_save,
     lora_config,
     prepare_tokenizer,
     preference_split,
-    save_trained,
-    train_and_finish,
     training_kwargs,
+    trl_trainer,
 )
 from .context import RunContext
 
@@ -49,20 +47,9 @@ def run(cfg: RunConfig, ctx: RunContext) -> dict:
     tokenizer = prepare_tokenizer(resolved)
     model = load_base_classifier(resolved, tokenizer)
     args = RewardConfig(**training_kwargs(cfg, ctx.checkpoints_dir, bool(evaluation)), max_length=cfg.max_length)
-    trainer = RewardTrainer(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list(train),
-        eval_dataset=Dataset.from_list(evaluation) if evaluation else None,
-        processing_class=tokenizer,
-        peft_config=lora_config(cfg, task_type="SEQ_CLS", modules_to_save=["score"]),
-        callbacks=ctx.callbacks(),
-    )
-    log_trainable(trainer.model, ctx)
-    final = train_and_finish(trainer, ctx, evaluation)
-    out = ctx.run_dir / OUTPUT
-    save_trained(trainer, out, tokenizer)
-    return final
+    trainer = trl_trainer(RewardTrainer, ctx, train, evaluation, model=model, args=args, processing_class=tokenizer,
+                          peft_config=lora_config(cfg, task_type="SEQ_CLS", modules_to_save=["score"]))
+    return fit_and_save(trainer, ctx, evaluation, OUTPUT, tokenizer)
 
 
 def load_reward_model(source: str | Path, resolved: models.ResolvedModel, tokenizer):
