@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -71,6 +72,19 @@ def trained_demo_run(tmp_path_factory):
     return home, result
 
 
+def demo_run_id(trained_demo_run) -> str:
+    """The demo run's id (its folder's name, the CLI's last line). Other tests' runs (the browser
+    tests', the load test's) join its STUDIO_HOME, so pick it by id, never as the only run."""
+    return Path(trained_demo_run[1].stdout.strip().splitlines()[-1]).name
+
+
+def demo_listing(trained_demo_run) -> dict:
+    """The demo run as `runs list --json` lists it (through the CLI, as a user would see it)."""
+    home, _ = trained_demo_run
+    runs = json.loads(run_cli("runs", "list", "--json", home=home).stdout)
+    return next(r for r in runs if r["id"] == demo_run_id(trained_demo_run))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -103,7 +117,7 @@ def demo_server(trained_demo_run):
     browser chat tests), so the app starts and loads the model once. Other runs can join that home
     (the load test trains and cancels one, which keeps an adapter): pick the demo run by `run_id`."""
     home, result = trained_demo_run
-    run_id = Path(result.stdout.strip().splitlines()[-1]).name
+    run_id = demo_run_id(trained_demo_run)
     server, url = start_app(home, "demo_server.log")  # generous timeout: a loaded 2-core CI machine
     yield {"url": url, "home": home, "process": server, "run_id": run_id}
     server.terminate()

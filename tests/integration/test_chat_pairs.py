@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from studio import chat
 from studio.chat import BASE_PREFIX, ChatEngine, GenerationSettings, Side, SuitePrompt
 from studio.jobs import registry
-from tests.conftest import REPO
+from tests.conftest import REPO, demo_run_id
 
 pytestmark = pytest.mark.integration
 GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=16)
@@ -21,7 +21,7 @@ GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=16)
 def demo_record(trained_demo_run, monkeypatch):
     home, _ = trained_demo_run
     monkeypatch.setenv("STUDIO_HOME", str(home))
-    (record,) = registry.list_runs()
+    record = registry.get(demo_run_id(trained_demo_run))
     return record
 
 

@@ -9,7 +9,7 @@ import pytest
 from studio.chat import ChatEngine, GenerationSettings, generate_batch
 from studio.jobs import registry
 from studio.jobs.metrics import read_metrics
-from tests.conftest import HELDOUT, run_cli
+from tests.conftest import HELDOUT, demo_listing, demo_run_id, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +42,14 @@ def test_cli_writes_the_run_folder(trained_demo_run, monkeypatch):
         assert row["tokens_per_second"] > 0
     assert rows[-1]["loss"] < rows[0]["loss"]
     monkeypatch.setenv("STUDIO_HOME", str(home))
-    (record,) = registry.list_runs()
+    record = registry.get(demo_run_id(trained_demo_run))
     assert record.status == "completed" and record.final_metrics["global_step"] == 14
 
 
 def test_tuned_model_learned_the_json_shape_base_did_not(trained_demo_run, monkeypatch):
     home, _ = trained_demo_run
     monkeypatch.setenv("STUDIO_HOME", str(home))
-    (record,) = registry.list_runs()
+    record = registry.get(demo_run_id(trained_demo_run))
     engine = ChatEngine.for_run(record)
     assert engine.base_side.base is engine.tuned_side.base  # one copy of the base weights
     settings = GenerationSettings(temperature=0.0, max_new_tokens=40)
@@ -71,8 +71,7 @@ def test_tuned_model_learned_the_json_shape_base_did_not(trained_demo_run, monke
 
 def test_cli_chat_prints_the_answer_last(trained_demo_run):
     home, _ = trained_demo_run
-    listing = run_cli("runs", "list", "--json", home=home)
-    (run,) = json.loads(listing.stdout)
+    run = demo_listing(trained_demo_run)
     result = run_cli("chat", run["id"], "--prompt", "What is the capital of Italy?", "--greedy", "--max-new-tokens", "24", home=home)
     assert result.returncode == 0, result.stderr[-2000:]
     assert shows_behaviour(result.stdout.strip().splitlines()[-1])

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from studio.evaluate import PROBES
-from tests.conftest import run_cli
+from tests.conftest import demo_listing, run_cli
 
 pytestmark = pytest.mark.integration
 
 
 def test_eval_json_base_vs_tuned(trained_demo_run, tmp_path):
     home, _ = trained_demo_run
-    (run,) = json.loads(run_cli("runs", "list", "--json", home=home).stdout)
+    run = demo_listing(trained_demo_run)
     shipped = json.loads(PROBES.read_text())["probes"]  # two items per category keep the test short; bench/ runs all 68
     subset = [p for c in dict.fromkeys(p["category"] for p in shipped) for p in [q for q in shipped if q["category"] == c][:2]]
     (tmp_path / "probes.json").write_text(json.dumps({"probes": subset}))
@@ -41,8 +41,8 @@ def test_eval_json_base_vs_tuned(trained_demo_run, tmp_path):
     assert "Plotly.newPlot" in page and "Capability probe" in page and "n = 10 examples" in page
     assert (report.parent / "summary.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((report.parent / "results.json").read_text())["metrics"]["eval_loss"]["tuned"] == metrics["eval_loss"]["tuned"]
-    (job,) = [j for j in json.loads(run_cli("runs", "list", "--json", home=home).stdout)]  # eval jobs are not training runs
-    assert job["id"] == run["id"]
+    listed = json.loads(run_cli("runs", "list", "--json", home=home).stdout)  # eval jobs are not training runs
+    assert run["id"] in [j["id"] for j in listed] and all(j["kind"] != "eval" for j in listed)
 
 
 def test_eval_of_an_unknown_run_is_one_line(trained_demo_run):

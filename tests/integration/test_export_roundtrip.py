@@ -17,7 +17,7 @@ import torch
 from studio.chat import ChatEngine
 from studio.jobs import registry
 from studio.models import EMBEDDED_HUB_ID
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, demo_listing, demo_run_id, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -26,13 +26,13 @@ pytestmark = pytest.mark.integration
 def demo_record(trained_demo_run, monkeypatch):
     home, _ = trained_demo_run
     monkeypatch.setenv("STUDIO_HOME", str(home))
-    (record,) = registry.list_runs()
+    record = registry.get(demo_run_id(trained_demo_run))
     return record
 
 
 def test_cli_exports_the_adapter_with_card_and_zip(trained_demo_run, tmp_path):
     home, _ = trained_demo_run
-    (run,) = json.loads(run_cli("runs", "list", "--json", home=home).stdout)
+    run = demo_listing(trained_demo_run)
     out = tmp_path / "adapter"
     result = run_cli("export", run["id"], "--format", "adapter", "--out", str(out), "--zip", home=home)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -104,7 +104,7 @@ def test_gguf_q4_k_m_and_f16_checked_by_llama_cpp_with_an_ollama_modelfile(train
     from huggingface_hub import ModelCard
 
     home, _ = trained_demo_run
-    (run,) = json.loads(run_cli("runs", "list", "--json", home=home).stdout)
+    run = demo_listing(trained_demo_run)
     out = tmp_path / "gguf"
     result = run_cli("export", run["id"], "--format", "gguf", "--quant", "q4_k_m", "--quant", "f16", "--ollama", "--out", str(out), "--json", home=home)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -134,7 +134,7 @@ def test_gguf_q4_k_m_and_f16_checked_by_llama_cpp_with_an_ollama_modelfile(train
 
 def test_a_cancelled_gguf_export_leaves_nothing(trained_demo_run, tmp_path):
     home, _ = trained_demo_run
-    (run,) = json.loads(run_cli("runs", "list", "--json", home=home).stdout)
+    run = demo_listing(trained_demo_run)
     out = tmp_path / "cancelled"
     process = subprocess.Popen([sys.executable, "-m", "studio", "export", run["id"], "--format", "gguf", "--out", str(out)], cwd=REPO,
                                env={**os.environ, "STUDIO_HOME": str(home)}, stderr=subprocess.PIPE, text=True)
