@@ -27,12 +27,17 @@ def test_compose_two_rewards_start_and_see_the_reward_plot(app_server, page, tmp
 
     rewards = page.locator("#train-rewards textarea").first
     page.locator("#train-reward-add").click()  # the default type: json_valid, no schema
-    wait_for(lambda: "json_valid" in rewards.input_value(), 10, "the first reward in the list")
+    wait_for(lambda: "json_valid" in rewards.input_value(), 30, "the first reward in the list")
     pick(page, "#train-reward-type", "regex")
-    page.locator("#train-reward-value input, #train-reward-value textarea").first.fill("^\\s*\\{")
+    # A new type relabels and clears the value box on the server: fill it only once that has come back.
+    page.locator("#train-reward-value").get_by_text("pattern", exact=True).wait_for(timeout=30_000)
+    value = page.locator("#train-reward-value input, #train-reward-value textarea").first
+    value.fill("^\\s*\\{")
+    value.press("Tab")
     page.locator("#train-reward-weight input").fill("0.5")
+    page.locator("#train-reward-weight input").press("Tab")
     page.locator("#train-reward-add").click()
-    wait_for(lambda: "regex" in rewards.input_value(), 10, "the second reward in the list")
+    wait_for(lambda: "regex" in rewards.input_value(), 30, "the second reward in the list")
     assert "json_valid" in rewards.input_value() and "0.5" in rewards.input_value()
 
     page.locator("#train-start").click()
