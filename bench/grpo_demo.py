@@ -145,6 +145,7 @@ def main() -> None:
     parser.add_argument("--probe", action="store_true", help="only the base model's format rates")
     parser.add_argument("--steps", type=int, default=SETTINGS["max_steps"])
     parser.add_argument("--lr", type=float, default=SETTINGS["learning_rate"])
+    parser.add_argument("--kl", type=float, default=SETTINGS["kl_coef"], help="kl_coef (0: no reference pass, TRL's default beta)")
     parser.add_argument("--gpu", action="store_true", help="train on the GPU (recipe search); the demo itself is CPU")
     parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--variant", default=VARIANT, choices=list(VARIANTS))
@@ -157,14 +158,14 @@ def main() -> None:
     write_prompts()
     base = evaluate(None)
     print("base", json.dumps(base), flush=True)
-    settings = {**SETTINGS, "max_steps": args.steps, "learning_rate": args.lr, "gpus": "" if args.gpu else "cpu"}
+    settings = {**SETTINGS, "max_steps": args.steps, "learning_rate": args.lr, "kl_coef": args.kl, "gpus": "" if args.gpu else "cpu"}
     with tempfile.TemporaryDirectory() as tmp:
         run = train(Path(tmp), settings)
         tuned = evaluate(Path(run["adapter"]))
     print("tuned", json.dumps(tuned), flush=True)
     result = {
         "what": "GRPO on the embedded SmolLM2-135M-Instruct (LoRA) with rewards only (json_valid + schema, format regex); format reward on 10 held-out questions",
-        "command": ".venv/bin/python bench/grpo_demo.py",
+        "command": " ".join([".venv/bin/python", "bench/grpo_demo.py", *sys.argv[1:]]),
         "train_command": run["command"],
         "base": base, "tuned": tuned,
         "train_wall_seconds": run["wall_seconds"], "train_cpu_seconds": run["cpu_seconds"],
