@@ -6,8 +6,8 @@ import time
 
 import gradio as gr
 
-from studio import chat
-from studio.chat import BlindRound, ChatEngine, GenerationSettings
+from studio import chat, suites, votes
+from studio.chat import ChatEngine, GenerationSettings
 from studio.errors import StudioError
 from studio.jobs import registry
 
@@ -77,7 +77,7 @@ def blind_send(first, second, prompt, system_prompt, temperature, top_p, max_tok
         yield [], [], status_html("Type a prompt first.", "warn"), state
         return
     try:
-        round_ = BlindRound.shuffled(first, second)
+        round_ = votes.BlindRound.shuffled(first, second)
         engine = ChatEngine.for_choices(round_.left, round_.right)
     except Exception as err:  # noqa: BLE001
         yield [], [], status_html(error_text(err), "error"), state
@@ -100,7 +100,7 @@ def blind_vote(vote: str, state):
         return status_html("Send a prompt first, then vote.", "warn"), state
     if state.get("voted"):
         return status_html("This round already has a vote; send a new prompt for the next round.", "warn"), state
-    counts = chat.record_vote(BlindRound(state["left"], state["right"]), vote, state.get("prompt", ""), state.get("left_answer", ""), state.get("right_answer", ""))
+    counts = votes.record_vote(votes.BlindRound(state["left"], state["right"]), vote, state.get("prompt", ""), state.get("left_answer", ""), state.get("right_answer", ""))
     state = {**state, "voted": True}
     return status_html(f"Vote saved ({vote}). {counts['total']} votes for this pair so far; press Reveal to see who is who.", "ok"), state
 
@@ -110,7 +110,7 @@ def export_votes(first, second, name):
     try:
         if not first or not second or first == second:
             raise StudioError("pick the two sides whose votes to export.")
-        folder = chat.export_votes(first, second, name or "ab-votes")
+        folder = votes.export_votes(first, second, name or "ab-votes")
     except Exception as err:  # noqa: BLE001
         return status_html(error_text(err), "error")
     import json
@@ -123,9 +123,9 @@ def export_votes(first, second, name):
 def blind_reveal(first, second, state):
     if not first or not second or first == second:
         return "Pick two different sides first."
-    round_ = BlindRound(state["left"], state["right"]) if state and state.get("left") else None
+    round_ = votes.BlindRound(state["left"], state["right"]) if state and state.get("left") else None
     labels = dict((value, label) for label, value in chat.side_choices())
-    return chat.reveal_text(round_, first, second, label=lambda c: labels.get(c, c))
+    return votes.reveal_text(round_, first, second, label=lambda c: labels.get(c, c))
 
 
 # ----- Prompt suites -----------------------------------------------------------------------------
@@ -140,17 +140,17 @@ def run_suite(upload, saved, save_name, left, right, max_tokens, seed, progress=
             confine(path, "prompt suite")  # served beyond loopback: the studio home, uploads and --allow-path roots only
         if not path:
             raise StudioError("upload a CSV/JSON prompt suite or pick a saved one.")
-        prompts = chat.load_prompt_suite(path)
+        prompts = suites.load_prompt_suite(path)
         if upload and (save_name or "").strip():
-            chat.save_prompt_suite(save_name, prompts)
+            suites.save_prompt_suite(save_name, prompts)
         if not left or not right:
             raise StudioError("pick both sides.")
         engine = ChatEngine.for_choices(left, right)
         settings = GenerationSettings(temperature=0.0, max_new_tokens=int(max_tokens), seed=int(seed or 0))
         progress(0, desc=f"{len(prompts)} prompts")
-        result = chat.run_prompt_suite(engine, prompts, settings, progress=lambda done, total: progress(done / total, desc=f"{done}/{total} answers"))
+        result = suites.run_prompt_suite(engine, prompts, settings, progress=lambda done, total: progress(done / total, desc=f"{done}/{total} answers"))
         folder = studio_home() / "suites" / "reports" / time.strftime("%Y%m%d-%H%M%S")
-        html_path, md_path = chat.write_suite_report(result, folder, title=f"Prompt suite · {len(prompts)} prompts")
+        html_path, md_path = suites.write_suite_report(result, folder, title=f"Prompt suite · {len(prompts)} prompts")
     except Exception as err:  # noqa: BLE001
         return status_html(error_text(err), "error"), gr.skip(), None, gr.skip()
     table = [[r["prompt"], r["reference"] or "", r["left"], r["right"]] for r in result.rows]
@@ -161,7 +161,7 @@ def run_suite(upload, saved, save_name, left, right, max_tokens, seed, progress=
 
 
 def _saved_suite_choices() -> list[tuple[str, str]]:
-    return [(p.stem, str(p)) for p in chat.saved_suites()]
+    return [(p.stem, str(p)) for p in suites.saved_suites()]
 
 
 def _generation_settings(prefix: str):
@@ -202,8 +202,8 @@ def build() -> dict:
             gr.Markdown("Pick two sides (default: the base model against the latest completed tuned run); each prompt shuffles them "
                         "onto unlabelled left/right seats. Vote, then reveal. Votes are saved per pair and export as preference pairs for DPO.")
             with gr.Row():
-                side_a = gr.Dropdown(label="A", choices=chat.side_choices(), value=lambda: chat.default_blind_pair()[0], elem_id="ab-a")
-                side_b = gr.Dropdown(label="B", choices=chat.side_choices(), value=lambda: chat.default_blind_pair()[1], elem_id="ab-b")
+                side_a = gr.Dropdown(label="A", choices=chat.side_choices(), value=lambda: votes.default_blind_pair()[0], elem_id="ab-a")
+                side_b = gr.Dropdown(label="B", choices=chat.side_choices(), value=lambda: votes.default_blind_pair()[1], elem_id="ab-b")
             ab_settings = _generation_settings("ab")
             with gr.Row():
                 left_chat = gr.Chatbot(label="Left", height=320, elem_id="ab-left", placeholder=BLIND_EMPTY)

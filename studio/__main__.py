@@ -89,7 +89,8 @@ def _chat_suite(args, record, settings) -> int:
     """Run a prompt suite on the run's tuned model and `--against` (default: its base model)."""
     from pathlib import Path
 
-    from .chat import ChatEngine, load_prompt_suite, run_prompt_suite, write_suite_report
+    from .chat import ChatEngine
+    from .suites import load_prompt_suite, run_prompt_suite, write_suite_report
 
     prompts = load_prompt_suite(args.suite)
     engine = ChatEngine.for_choices(args.against or f"base:{_run_base(record)}", record.id)

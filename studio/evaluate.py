@@ -30,6 +30,7 @@ import torch
 from . import chat, stats
 from .errors import StudioError
 from .resources import asset
+from .suites import normalize_answer
 
 PROBES = asset("probes/capabilities.json")
 # A refusal is recognised by how the reply opens (an apology or "I can't/won't ..."), never by a
@@ -114,7 +115,7 @@ def example_scores(predictions: list[str], references: list[str]) -> dict[str, l
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     return {
-        "exact_match": [100.0 * (chat.normalize_answer(p) == chat.normalize_answer(r)) for p, r in zip(predictions, references)],
+        "exact_match": [100.0 * (normalize_answer(p) == normalize_answer(r)) for p, r in zip(predictions, references)],
         "rouge_l": [100.0 * scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references)],
         "bleu": [list(row) for row in _bleu()._extract_corpus_statistics(predictions, [references])] if predictions else [],
     }
@@ -207,7 +208,7 @@ def check_probe(answer: str, check: dict) -> bool:
     flags = 0 if check.get("case_sensitive") else re.IGNORECASE
     if "exact" in check:
         options = check["exact"] if isinstance(check["exact"], list) else [check["exact"]]
-        if chat.normalize_answer(text) not in {chat.normalize_answer(o) for o in options}:
+        if normalize_answer(text) not in {normalize_answer(o) for o in options}:
             return False
     if "regex" in check and not re.search(check["regex"], text, flags):
         return False

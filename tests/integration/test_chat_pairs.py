@@ -8,8 +8,9 @@ import shutil
 import pytest
 from safetensors.torch import load_file, save_file
 
-from studio import chat
-from studio.chat import BASE_PREFIX, ChatEngine, GenerationSettings, Side, SuitePrompt
+from studio import chat, suites
+from studio.chat import BASE_PREFIX, ChatEngine, GenerationSettings, Side
+from studio.suites import SuitePrompt
 from studio.jobs import registry
 from tests.conftest import REPO, demo_run_id
 
@@ -54,11 +55,11 @@ def test_prompt_suite_on_both_sides_with_report(demo_record, tmp_path):
     prompts = [SuitePrompt(r["instruction"], r["output"]) for r in rows]
     engine = ChatEngine.for_choices(BASE_PREFIX + "embedded", demo_record.id)
     seen = []
-    result = chat.run_prompt_suite(engine, prompts, GenerationSettings(temperature=0.0, max_new_tokens=20), progress=lambda d, t: seen.append((d, t)))
+    result = suites.run_prompt_suite(engine, prompts, GenerationSettings(temperature=0.0, max_new_tokens=20), progress=lambda d, t: seen.append((d, t)))
     assert seen[-1] == (8, 8)
     assert [r["prompt"] for r in result.rows] == [p.prompt for p in prompts]
     tuned_hits = sum(r["right_match"] for r in result.rows)
     base_hits = sum(r["left_match"] for r in result.rows)
     assert tuned_hits > base_hits, result.rows
-    html_path, md_path = chat.write_suite_report(result, tmp_path / "report")
+    html_path, md_path = suites.write_suite_report(result, tmp_path / "report")
     assert f"{base_hits}/4" in md_path.read_text() and f"{tuned_hits}/4" in html_path.read_text()

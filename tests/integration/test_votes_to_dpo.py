@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from studio.chat import BlindRound, export_votes, record_vote
+from studio.votes import BlindRound, export_votes, record_vote
 from studio.jobs import registry
 from studio.jobs.metrics import read_metrics
 from studio.jobs.train import execute

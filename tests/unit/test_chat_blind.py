@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from studio.chat import BlindRound, pair_key, record_vote, reveal_text, tally, votes_path
+from studio.votes import BlindRound, pair_key, record_vote, reveal_text, tally, votes_path
 from studio.errors import StudioError
 
 
@@ -50,7 +50,7 @@ def test_reveal_names_the_seats_and_the_score(studio_home):
 
 
 def test_votes_become_preference_pairs_and_a_dataset_version(studio_home):
-    from studio.chat import default_blind_pair, export_votes, preference_pairs
+    from studio.votes import default_blind_pair, export_votes, preference_pairs
     from studio.data.versions import load_version
 
     record_vote(BlindRound("run-a", "base:embedded"), "left", "Capital of France?", "Paris … (cut at 8 tokens)", "London")

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from studio.chat import GenerationSettings, SuitePrompt, SuiteResult, load_prompt_suite, save_prompt_suite, saved_suites, suite_html, suite_markdown
+from studio.chat import GenerationSettings
+from studio.suites import SuitePrompt, SuiteResult, load_prompt_suite, save_prompt_suite, saved_suites, suite_html, suite_markdown
 from studio.errors import StudioError
 
 
