@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import registry
-from .progress import Progress, format_seconds, progress_from
+from .progress import Progress, progress_from
 
 TAIL_BYTES = 64 * 1024  # enough rows for the step, the loss and the recent pace
 
@@ -91,8 +91,8 @@ class ActiveRun:
         parts = [self.name, f"step {p.step}" + (f"/{p.max_steps}" if p.max_steps else "")]
         if p.last_loss is not None:
             parts.append(f"loss {p.last_loss:.3f}")
-        if p.eta_s is not None:
-            parts.append(f"ETA {format_seconds(p.eta_s)}")
+        if p.eta_text:
+            parts.append(p.eta_text)
         return " · ".join(parts)
 
 

@@ -47,6 +47,33 @@ def test_progress_and_eta():
     assert "step 5/10 (50%)" in progress.describe() and "ETA 10s" in progress.describe()
 
 
+def test_eta_is_unknown_until_a_step_interval_is_timed_and_never_0_while_steps_remain():
+    def row(step, time, max_steps=6):
+        return {"step": step, "loss": 1.0, "time": time, "max_steps": max_steps}
+
+    first = progress_from([row(1, 100.0)], started=90.0, now=101.0)  # one step: no interval yet
+    assert first.eta_s is None and "ETA …" in first.describe()
+    untimed = progress_from([{"step": 1, "loss": 1.0, "max_steps": 6}, {"step": 2, "loss": 0.9, "max_steps": 6}], started=90.0, now=101.0)
+    assert untimed.eta_s is None and untimed.eta_text == "ETA …"
+    same_instant = progress_from([row(1, 100.0), row(2, 100.0)], started=90.0, now=101.0)  # no duration: still unknown
+    assert same_instant.eta_s is None and same_instant.eta_text == "ETA …"
+    fast = progress_from([row(1, 100.0), row(2, 100.05)], started=90.0, now=101.0)  # 4 steps at 50 ms: 0.2 s left
+    assert fast.eta_s == 1.0 and "ETA 1s" in fast.describe() and "ETA 0s" not in fast.describe()
+    done = progress_from([row(s, 100.0 + s) for s in range(1, 7)], started=90.0, now=107.0)
+    assert done.eta_s == 0.0 and done.eta_text is None and "ETA" not in done.describe()
+    # A chain's next stage counts from step 1 again: its pace is not measured across the stages.
+    stage = [row(1, 100.0, 2), row(2, 103.0, 2), row(1, 200.0, 4)]
+    assert progress_from(stage, started=90.0, now=201.0).eta_text == "ETA …"
+    assert progress_from(stage + [row(2, 205.0, 4)], started=90.0, now=206.0).eta_s == 10.0
+
+
+def test_the_status_bar_says_eta_unknown_before_the_second_step():
+    from studio.jobs.overview import ActiveRun
+
+    run = ActiveRun("r", "lora on data", "running", progress_from([{"step": 1, "loss": 2.0, "time": 100.0, "max_steps": 6}], 90.0, 101.0))
+    assert run.describe() == "lora on data · step 1/6 · loss 2.000 · ETA …"
+
+
 def test_smoothing_starts_at_first_value_and_lags():
     values = [1.0, 0.0, 0.0, 0.0]
     out = smooth(values)
