@@ -3,6 +3,7 @@ command; plus clone-run and presets, which fill the tab's form. Thin: everything
 
 from __future__ import annotations
 
+import html
 import time
 
 import gradio as gr
@@ -37,6 +38,16 @@ def default_run() -> str | None:
     runs = registry.list_runs()
     live = [r for r in runs if r.status in ("running", "queued")]
     return (live or runs)[0].id if (live or runs) else None
+
+
+def config_summary(run_id) -> str:
+    """One line of the watched run's settings (RunConfig.summary: what its method uses)."""
+    record = registry.get(run_id) if run_id else None
+    cfg = RunConfig.of_run(record.run_dir) if record else None
+    if cfg is None:
+        return ""
+    items = " · ".join(f"<span><b>{html.escape(key)}</b> {html.escape(value)}</span>" for key, value in cfg.summary())
+    return f'<div class="studio-config-summary">{items}</div>'
 
 
 def progress_bar(fraction: float) -> str:
@@ -121,6 +132,7 @@ def build_monitor(stop: gr.Button) -> dict:
     run_picker = gr.Dropdown(label="Watching run", choices=[], allow_custom_value=True, elem_id="train-run")
     status = gr.HTML(status_html(NO_RUN, "info"), elem_id="train-status")
     with gr.Column(visible=False, elem_id="train-watch") as watch:  # shown once a run is watched: no empty plots
+        summary = gr.HTML(elem_id="train-config-summary")
         log_scale = gr.Checkbox(value=False, label="Log-scale loss", elem_id="train-log-scale")
         plot = gr.Plot(label="Loss", elem_id="train-plot")
         with gr.Accordion("Learning rate, grad norm, tokens/s, memory and method metrics", open=True):
@@ -130,7 +142,7 @@ def build_monitor(stop: gr.Button) -> dict:
         command = gr.Textbox(label="Equivalent CLI command", interactive=False, buttons=["copy"], elem_id="train-command")
     seen_rows, seen_metric_rows, live = gr.State(-1), gr.State(-1), gr.State(None)
     timer, slow_timer = gr.Timer(POLL_SECONDS), gr.Timer(METRICS_POLL_SECONDS)
-    run_picker.change(lambda run_id: (-1, -1, gr.update(visible=bool(run_id))), run_picker, [seen_rows, seen_metric_rows, watch])
+    run_picker.change(lambda run_id: (-1, -1, gr.update(visible=bool(run_id)), config_summary(run_id)), run_picker, [seen_rows, seen_metric_rows, watch, summary])
     log_scale.change(redraw_loss, [run_picker, log_scale], plot)
     # always_last: a tick that lands while the previous one runs is served right after it, not dropped
     timer.tick(refresh, [run_picker, seen_rows, log_scale, live], [status, plot, seen_rows, command, stop, live], show_progress="hidden", trigger_mode="always_last")

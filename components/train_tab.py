@@ -92,8 +92,13 @@ def build_reward_composer(rewards: gr.Textbox) -> gr.Group:
     return composer
 
 
+def choices_of(name: str) -> list[tuple[str, str]]:
+    """A RunConfig field's allowed values as dropdown choices: 'value — what it does'."""
+    return [(f"{value} — {text}", value) for value, text in RunConfig.field_choices(name).items()]
+
+
 def build_advanced() -> tuple[dict, gr.HTML]:
-    """Optimiser, checkpointing, LoRA, eval and safety settings, folded away; each shows its config help."""
+    """Optimiser, checkpointing, LoRA, SFT loss/truncation, eval and safety settings, folded away; each shows its config help."""
     help_of = RunConfig.field_help()
     d = RunConfig()
     with gr.Accordion("Advanced settings", open=False, elem_id="train-advanced"):
@@ -112,6 +117,10 @@ def build_advanced() -> tuple[dict, gr.HTML]:
             alpha = gr.Number(value=0, label="LoRA alpha (0 = 2 × rank)", precision=0, minimum=0, elem_id="train-lora-alpha")
             dropout = gr.Number(value=d.lora_dropout, label="LoRA dropout", minimum=0, maximum=0.9, elem_id="train-lora-dropout")
             target = gr.Dropdown(choices=list(LORA_TARGETS), value=d.lora_target, label="LoRA targets", elem_id="train-lora-target")
+        with gr.Row():  # the SFT rendering choices: RunConfig's own lists and help
+            loss_on = gr.Dropdown(choices=choices_of("loss_on"), value=d.loss_on, label="Loss on", info=help_of["loss_on"], elem_id="train-loss-on")
+            truncation = gr.Dropdown(choices=choices_of("truncation_side"), value=d.truncation_side, label="Truncation side", info=help_of["truncation_side"],
+                                     elem_id="train-truncation-side")
         with gr.Row():
             dora = gr.Checkbox(value=d.use_dora, label="DoRA", info=help_of["use_dora"], elem_id="train-dora")
             rslora = gr.Checkbox(value=d.use_rslora, label="rsLoRA", info=help_of["use_rslora"], elem_id="train-rslora")
@@ -120,7 +129,7 @@ def build_advanced() -> tuple[dict, gr.HTML]:
     trust.change(lambda on: gr.update(value=status_html(TRUST_WARNING, "warn") if on else "", visible=bool(on)), trust, warning)
     widgets = {"gradient_accumulation_steps": accumulation, "lr_scheduler_type": scheduler, "warmup_ratio": warmup, "save_steps": save_steps,
                "gradient_checkpointing": checkpointing, "quant_bits": quant_bits, "eval_fraction": eval_fraction, "lora_alpha": alpha, "lora_dropout": dropout,
-               "lora_target": target, "use_dora": dora, "use_rslora": rslora, "trust_remote_code": trust}
+               "lora_target": target, "use_dora": dora, "use_rslora": rslora, "trust_remote_code": trust, "loss_on": loss_on, "truncation_side": truncation}
     return widgets, warning
 
 

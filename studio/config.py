@@ -51,8 +51,10 @@ class RunConfig:
     lr_scheduler_type: str = _f("linear", "Learning-rate schedule: linear, cosine, constant, constant_with_warmup.")
     warmup_ratio: float = _f(0.0, "Fraction of steps spent warming the learning rate up from 0.")
     max_length: int = _f(512, "Token cutoff per example; longer examples are truncated. SFT drops a row whose whole trained part lies past the cut, and says how many (`data inspect --max-length N` counts them first).")
-    loss_on: str = _f("all_assistant", "SFT (lora/qlora/instruction): which tokens train. all_assistant: every assistant turn, tool calls included (multi-turn and tool-calling data); last_reply: only the last assistant reply. Full SFT trains every token.")
-    truncation_side: str = _f("right", "SFT: what max_length cuts. right: the end of a long row (its answer may be lost: such rows are dropped); left: the start, so the prompt is cut and the answer kept.")
+    loss_on: str = _f("all_assistant", "SFT (lora/qlora/instruction): which tokens train. all_assistant: every assistant turn, tool calls included (multi-turn and tool-calling data); last_reply: only the last assistant reply. Full SFT trains every token.",
+                      choices={"all_assistant": "every assistant turn, tool calls included (default)", "last_reply": "the last assistant reply only"})
+    truncation_side: str = _f("right", "SFT: what max_length cuts. right: the end of a long row (its answer may be lost: such rows are dropped); left: the start, so the prompt is cut and the answer kept.",
+                              choices={"right": "cut the end (a row whose answer lies past the cut is dropped)", "left": "cut the start: the prompt is cut, the answer kept"})
     per_device_train_batch_size: int = _f(4, "Examples per device per step.")
     gradient_accumulation_steps: int = _f(1, "Steps accumulated before each optimiser update.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
@@ -104,6 +106,11 @@ class RunConfig:
     @classmethod
     def field_help(cls) -> dict[str, str]:
         return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+
+    @classmethod
+    def field_choices(cls, name: str) -> dict[str, str]:
+        """A field's allowed values, each with a short description (its `choices` metadata; empty: free)."""
+        return dict(next(f for f in fields(cls) if f.name == name).metadata.get("choices", {}))
 
     @classmethod
     def from_dict(cls, raw: dict, *, where: str = "config") -> "RunConfig":
@@ -186,10 +193,10 @@ class RunConfig:
             bad("lora_target", f"'{self.lora_target}' is not one of {', '.join(LORA_TARGETS)}.")
         if self.lr_scheduler_type not in ("linear", "cosine", "constant", "constant_with_warmup"):
             bad("lr_scheduler_type", f"'{self.lr_scheduler_type}' is not supported.")
-        if self.loss_on not in ("all_assistant", "last_reply"):
-            bad("loss_on", f"'{self.loss_on}' is not one of all_assistant, last_reply.")
-        if self.truncation_side not in ("right", "left"):
-            bad("truncation_side", f"'{self.truncation_side}' is not one of right, left.")
+        for item in fields(self):  # every field with `choices` metadata (loss_on, truncation_side)
+            choices = item.metadata.get("choices")
+            if choices and getattr(self, item.name) not in choices:
+                bad(item.name, f"'{getattr(self, item.name)}' is not one of {', '.join(choices)}.")
         self.validate_method_fields(bad, where)
 
     def validate_method_fields(self, bad, where: str = "config") -> None:
@@ -245,6 +252,32 @@ class RunConfig:
         gpus = str(self.gpus).strip().lower()
         if gpus not in ("", "cpu") and not all(part.strip().isdigit() for part in gpus.split(",")):
             bad("gpus", f"'{self.gpus}' is not empty, `cpu`, or comma-separated GPU ids like `0,1`.")
+
+    def summary(self) -> list[tuple[str, str]]:
+        """The settings that shape this run, as (config key, value) pairs, only those its method uses:
+        the Train tab's summary of the watched run."""
+        spec = method_registry.spec(self.method) if self.method in METHODS else None
+        items = [("method", self.method), ("model", self.model), ("data", Path(str(self.data)).name or "-")]
+        items.append(("max_steps", str(self.max_steps)) if self.max_steps > 0 else ("num_train_epochs", f"{self.num_train_epochs:g}"))
+        items += [("learning_rate", f"{self.learning_rate:g}"),
+                  ("batch", f"{self.per_device_train_batch_size} x {self.gradient_accumulation_steps} accumulated"),
+                  ("max_length", str(self.max_length))]
+        if spec is not None and spec.module == "sft":  # the SFT trainer renders rows (studio.data.render): these pick its tokens
+            items.append(("loss_on", "every token (full SFT)" if self.method == "full" else self.loss_on))
+            items.append(("truncation_side", self.truncation_side))
+        if spec is not None and self.uses_adapter:
+            items.append(("LoRA", f"r {self.lora_r}, alpha {self.lora_alpha}, {self.lora_target}" + (", DoRA" if self.use_dora else "") + (", rsLoRA" if self.use_rslora else "")))
+        if self.method == "qlora":
+            items.append(("quant_bits", str(self.quant_bits)))
+        for knob in METHOD_KNOBS.get(self.method, ()):
+            value = getattr(self, knob)
+            if knob == "rewards":
+                value = ", ".join(str(r.get("type", "?")) for r in value if isinstance(r, dict)) or "none"
+            if value not in ("", None):
+                items.append((knob, str(value)))
+        if self.eval_fraction:
+            items.append(("eval_fraction", f"{self.eval_fraction:g}"))
+        return items
 
     @property
     def uses_adapter(self) -> bool:

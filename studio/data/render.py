@@ -34,15 +34,13 @@ import html
 import json
 from dataclasses import dataclass, field
 
+from ..config import RunConfig
 from .formats import prompt_and_reply
 
-LOSS_ON = {
-    "all_assistant": "every assistant turn, tool calls included (default)",
-    "last_reply": "the last assistant reply only",
-    "all": "every token (full SFT)",
-}
+# The choices of RunConfig's loss_on / truncation_side (one list, in config.py), plus full SFT's "all".
+LOSS_ON = {**RunConfig.field_choices("loss_on"), "all": "every token (full SFT)"}
 MODES = LOSS_ON  # the Data tab's choices
-TRUNCATION_SIDES = ("right", "left")
+TRUNCATION_SIDES = tuple(RunConfig.field_choices("truncation_side"))
 TOOLS_HEADER = (
     "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
     "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"

@@ -70,3 +70,38 @@ def test_a_run_config_is_read_typed_by_readers(tmp_path):
     assert (cfg.model, cfg.method, cfg.learning_rate, cfg.uses_adapter) == ("/models/x", "dpo", 5e-6, True)
     (run / "config.yaml").write_text("- not\n- a mapping\n")
     assert RunConfig.of_run(run) is None
+
+
+def test_loss_on_and_truncation_side_choices_live_in_the_config_and_reach_the_train_tab_and_summary(studio_home):
+    """One list each (RunConfig's field metadata): validation, the renderer, the Train tab's advanced
+    settings and the watched run's summary all read it."""
+    import gradio as gr
+
+    from components import run_monitor, train_tab
+    from studio.data.render import LOSS_ON, TRUNCATION_SIDES
+    from studio.jobs import registry
+
+    assert list(RunConfig.field_choices("loss_on")) == ["all_assistant", "last_reply"]
+    assert TRUNCATION_SIDES == tuple(RunConfig.field_choices("truncation_side")) == ("right", "left")
+    assert set(RunConfig.field_choices("loss_on")) < set(LOSS_ON)  # the renderer adds full SFT's "all"
+    with pytest.raises(StudioError, match="loss_on: 'all' is not one of all_assistant, last_reply"):
+        RunConfig.from_dict({"data": "x.jsonl", "loss_on": "all"})
+
+    with gr.Blocks():
+        widgets, _ = train_tab.build_advanced()
+    for name in ("loss_on", "truncation_side"):
+        assert [value for _, value in widgets[name].choices] == list(RunConfig.field_choices(name))
+        assert widgets[name].info == RunConfig.field_help()[name]
+    keys = ["data", "method", "loss_on", "truncation_side"]
+    cfg = RunConfig.from_dict(run_monitor.form_to_raw(keys, ["x.jsonl", "lora", "last_reply", "left"]), where="Train tab")
+    assert (cfg.loss_on, cfg.truncation_side) == ("last_reply", "left")
+
+    summary = dict(cfg.summary())
+    assert (summary["loss_on"], summary["truncation_side"]) == ("last_reply", "left")
+    assert dict(RunConfig(data="x", method="full").summary())["loss_on"] == "every token (full SFT)"
+    assert "loss_on" not in dict(RunConfig(data="x", method="dpo").summary())  # DPO does not render rows this way
+    record = registry.create("run-a", name="a", method="lora", model="embedded", dataset="x.jsonl")
+    cfg.save(record.run_dir / "config.yaml")
+    line = run_monitor.config_summary("run-a")
+    assert "<b>loss_on</b> last_reply" in line and "<b>truncation_side</b> left" in line
+    assert run_monitor.config_summary(None) == ""
