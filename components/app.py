@@ -1,6 +1,6 @@
 """Assembles the tabs into one Gradio app under an app shell: a header with the status bar
 (hardware, active run, queue; clicking it opens the run), a stepper Data → Method → Train → Chat →
-Evaluate → Export that ticks what this browser session has done, and the tabs.
+Evaluate → Export that ticks what this browser session has done and lights the tab on screen, and the tabs.
 Per-session state lives in gr.State only."""
 
 from __future__ import annotations
@@ -50,12 +50,12 @@ def status_bar_html():
     return f'<div class="sb" role="status">{"".join(parts)}</div>'
 
 
-def open_active_run():
-    """Clicking the status bar: the Train tab, watching the active run (if there is one)."""
+def open_active_run(done):
+    """Clicking the status bar: the Train tab (and its step lit), watching the active run (if there is one)."""
     now = overview.overview()
     if now.active is None:
-        return gr.skip(), gr.skip()
-    return gr.Tabs(selected="train"), gr.update(choices=train_tab.run_choices(), value=now.active.id)
+        return [gr.skip()] * (3 + len(STEPS))
+    return [gr.Tabs(selected="train"), gr.update(choices=train_tab.run_choices(), value=now.active.id), *show("train")(done)]
 
 
 def step_label(step: str, title: str, done: set) -> str:
@@ -63,16 +63,28 @@ def step_label(step: str, title: str, done: set) -> str:
     return f"✓  {title}" if step in done else f"{number}  {title}"
 
 
+def stepper(done: set, current: str | None) -> list:
+    """Updates for every step button: ticked when done, lit when its tab is the one on screen."""
+    return [gr.update(value=step_label(s, t, done), elem_classes=stepper_classes(s, done, current)) for s, t in STEPS]
+
+
 def mark(step: str):
     """An event handler that ticks `step` for this session and redraws the stepper."""
-    def handler(done):
+    def handler(done, current=None):
         done = set(done or ()) | {step}
-        return [sorted(done)] + [gr.update(value=step_label(s, t, done), elem_classes=stepper_classes(s, done)) for s, t in STEPS]
+        return [sorted(done)] + stepper(done, current)
     return handler
 
 
-def stepper_classes(step: str, done: set) -> list[str]:
-    return ["studio-step", "done"] if step in done else ["studio-step"]
+def show(tab: str):
+    """An event handler for `tab` coming on screen: remembers it and lights its step (Runs is no step)."""
+    def handler(done):
+        return [tab] + stepper(set(done or ()), tab)
+    return handler
+
+
+def stepper_classes(step: str, done: set, current: str | None = None) -> list[str]:
+    return ["studio-step"] + (["done"] if step in done else []) + (["current"] if step == current else [])
 
 
 def blocks_by_elem_id(app: gr.Blocks) -> dict:
@@ -86,13 +98,13 @@ def build_app() -> gr.Blocks:
                     '<span class="brand-note">everything runs on this machine; nothing is uploaded</span></div>',
                     elem_id="studio-title")
             status_bar = gr.HTML("", elem_id="studio-status")
-        done_steps = gr.State([])
+        done_steps, current_tab = gr.State([]), gr.State("data")
         with gr.Row(elem_id="studio-stepper"):
-            step_buttons = {step: gr.Button(step_label(step, title, set()), size="sm", elem_id=f"step-{step}", elem_classes=["studio-step"])
+            step_buttons = {step: gr.Button(step_label(step, title, set()), size="sm", elem_id=f"step-{step}", elem_classes=stepper_classes(step, set(), "data"))
                             for step, title in STEPS}
         dataset_path = gr.State(None)
         with gr.Tabs(elem_id="studio-tabs") as tabs:
-            with gr.Tab("Data", id="data"):
+            with gr.Tab("Data", id="data") as data_tab_item:
                 data_tab.build(dataset_path)
             with gr.Tab("Method", id="method") as method_tab_item:
                 method = method_tab.build(dataset_path)
@@ -112,7 +124,7 @@ def build_app() -> gr.Blocks:
         # Method tab's "Apply" fills the Train tab's form with the recommended RunConfig values, then shows it.
         form_keys = list(train["form"])
         method["apply"].click(lambda values: method_tab.train_updates(values, form_keys), method["preset"], [train["form"][k] for k in form_keys]).then(
-            lambda: gr.Tabs(selected="train"), None, tabs)
+            lambda: gr.Tabs(selected="train"), None, tabs).then(show("train"), done_steps, [current_tab, *step_buttons.values()])
 
         # What each tab reloads when shown, by the user or by the stepper / status bar.
         on_show = {
@@ -128,26 +140,32 @@ def build_app() -> gr.Blocks:
         for name, item in items.items():
             refresh, targets = on_show[name]
             item.select(refresh, None, targets)
+        # The stepper lights the tab on screen: picked by its tab header, a step button, Apply or the status bar.
+        shown_outputs = [current_tab, *step_buttons.values()]
+        for name, item in {"data": data_tab_item, **items}.items():
+            item.select(show(name), done_steps, shown_outputs, show_progress="hidden")
         for step, button in step_buttons.items():
             event = button.click(lambda s=step: gr.Tabs(selected=s), None, tabs)
+            button.click(show(step), done_steps, shown_outputs, show_progress="hidden")
             if step in on_show:
                 event.then(on_show[step][0], None, on_show[step][1])
 
         # The status bar: polled, and a click opens the active run.
         app.load(status_bar_html, None, status_bar, show_progress="hidden")
         gr.Timer(STATUS_POLL_SECONDS).tick(status_bar_html, None, status_bar, show_progress="hidden")
-        status_bar.click(open_active_run, None, [tabs, train["run_picker"]])
+        status_bar.click(open_active_run, done_steps, [tabs, train["run_picker"], *shown_outputs])
 
         # The stepper ticks what this session did.
         stepper_outputs = [done_steps, *step_buttons.values()]
-        dataset_path.change(lambda p, d: mark("data")(d) if p else [gr.skip()] * len(stepper_outputs), [dataset_path, done_steps], stepper_outputs)
-        method["advise"].click(mark("method"), done_steps, stepper_outputs)
-        train["started"].change(lambda run_id, d: mark("train")(d) if run_id else [gr.skip()] * len(stepper_outputs), [train["started"], done_steps], stepper_outputs)
+        stepper_inputs = [done_steps, current_tab]
+        dataset_path.change(lambda p, d, c: mark("data")(d, c) if p else [gr.skip()] * len(stepper_outputs), [dataset_path, *stepper_inputs], stepper_outputs)
+        method["advise"].click(mark("method"), stepper_inputs, stepper_outputs)
+        train["started"].change(lambda run_id, d, c: mark("train")(d, c) if run_id else [gr.skip()] * len(stepper_outputs), [train["started"], *stepper_inputs], stepper_outputs)
         by_id = blocks_by_elem_id(app)
         for step, elem_ids in STEP_BUTTONS.items():
             for elem_id in elem_ids:
                 if elem_id in by_id:
-                    by_id[elem_id].click(mark(step), done_steps, stepper_outputs)
+                    by_id[elem_id].click(mark(step), stepper_inputs, stepper_outputs)
         # Temp copies this browser session made for downloads go when it closes.
         app.unload(_session_closed)
     return app

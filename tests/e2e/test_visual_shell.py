@@ -91,13 +91,22 @@ def test_stepper_and_status_bar_follow_the_session(demo_server, context_for, mon
     page.goto(demo_server["url"])
     page.locator("#studio-status .sb").wait_for(timeout=60_000)
 
-    # Stepper: loading a dataset ticks Data; the step buttons switch tabs.
-    assert "✓" not in page.locator("#step-data").inner_text()
+    def lit() -> list[str]:  # the steps drawn as the tab on screen
+        return [step for step in ("data", "method", "train", "chat", "evaluate", "export")
+                if "current" in (page.locator(f"#step-{step}").get_attribute("class") or "").split()]
+
+    # Stepper: loading a dataset ticks Data; the step buttons switch tabs; the step of the tab on screen is lit.
+    assert "✓" not in page.locator("#step-data").inner_text() and lit() == ["data"]
     page.locator("#data-demo").click()
     wait_for(lambda: "✓" in page.locator("#step-data").inner_text(), 60, "the Data step to tick")
-    assert "✓" not in page.locator("#step-train").inner_text()
+    assert "✓" not in page.locator("#step-train").inner_text() and lit() == ["data"]
     page.locator("#step-method").click()
     page.locator("#method-advise").wait_for(state="visible", timeout=10_000)
+    wait_for(lambda: lit() == ["method"], 10, "the Method step to be lit")
+    page.get_by_role("tab", name="Chat", exact=True).click()
+    wait_for(lambda: lit() == ["chat"], 10, "the Chat step to be lit after its tab was picked")
+    page.get_by_role("tab", name="Runs", exact=True).click()
+    wait_for(lambda: lit() == [], 10, "no step lit on the Runs tab")
 
     # Status bar: a live run (a stand-in process) shows with its step and loss; a click opens it.
     live = make_run("shell-live", 1e-3, [])
@@ -108,9 +117,11 @@ def test_stepper_and_status_bar_follow_the_session(demo_server, context_for, mon
         run_text = page.locator("#studio-status .sb-run")
         wait_for(lambda: "shell-live" in run_text.inner_text(), 15, "the live run in the status bar")
         assert "step 2/6" in run_text.inner_text() and "loss 2.250" in run_text.inner_text(), run_text.inner_text()
+        assert re.search(r"ETA (…|[1-9])", run_text.inner_text()), run_text.inner_text()  # never "ETA 0s" with 4 steps to go
         run_text.click()
         wait_for(lambda: "shell-live" in page.locator("#train-run input").input_value(), 15, "the Train tab to watch the run")
         page.locator("#train-status").get_by_text("RUNNING").wait_for(timeout=15_000)
+        wait_for(lambda: lit() == ["train"], 10, "the Train step to be lit")
         wait_for(lambda: "stop" in (page.locator("#train-stop").get_attribute("class") or "").split(), 10, "Stop to turn red")
         time.sleep(0.5)
         page.screenshot(path=str(SCREENSHOTS / "shell-live-run.png"))

@@ -56,6 +56,23 @@ def test_overview_names_the_hardware_the_active_run_and_the_queue(studio_home):
             process.wait()
 
 
+def test_the_stepper_lights_the_tab_on_screen_and_ticks_what_was_done():
+    from components.app import STEPS, mark, show
+
+    def classes(updates):
+        return {step: update["elem_classes"] for (step, _), update in zip(STEPS, updates)}
+
+    current, *updates = show("chat")(["data"])
+    assert current == "chat"
+    assert classes(updates) == {"data": ["studio-step", "done"], "method": ["studio-step"], "train": ["studio-step"],
+                                "chat": ["studio-step", "current"], "evaluate": ["studio-step"], "export": ["studio-step"]}
+    _, *updates = show("runs")(["data"])  # Runs is a tab, not a step: nothing lit
+    assert not any("current" in c for c in classes(updates).values())
+    done, *updates = mark("train")(["data"], "train")  # ticking a step keeps the lit one
+    assert done == ["data", "train"] and classes(updates)["train"] == ["studio-step", "done", "current"]
+    assert classes(updates)["data"] == ["studio-step", "done"]
+
+
 def test_runs_that_share_a_name_get_distinct_legends():
     from types import SimpleNamespace
 
