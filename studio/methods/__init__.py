@@ -45,9 +45,9 @@ def check_data(cfg) -> None:
             )
         read_prompts(cfg.data)
     elif data == "grpo":
-        from .grpo import check_references, read_rows
+        from .grpo import check_rewards, read_rows
 
-        check_references(cfg, read_rows(cfg.data))
+        check_rewards(cfg, read_rows(cfg.data))
     elif data == "prompts":
         read_prompts(cfg.data)
         from .constitution import load_constitution

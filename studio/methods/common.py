@@ -178,6 +178,36 @@ def adapter_folder(source: str | Path) -> Path | None:
     return None
 
 
+def find_reward_model(source: str | Path, where: str = "reward_model") -> tuple[Path, str | None]:
+    """A trained reward model (a `reward` run's id or folder, an rlhf run or its reward stage, or the
+    adapter folder itself) -> (its adapter folder, the `model` its run trained on, None when no
+    config.yaml is found). Refuses, in one line, a folder that holds no reward model, e.g. a LoRA run's
+    causal-LM adapter: loaded under a score head it would give random scores. Reads no weights."""
+    from ..paths import runs_dir
+
+    text = str(source or "").strip()
+    run_folder = runs_dir() / text if text and "/" not in text else None  # a training run id
+    path = run_folder if run_folder is not None and run_folder.is_dir() else Path(text).expanduser()
+    hint = "Give the id or folder of a completed `method: reward` run (its reward_model/ folder holds the trained classifier)."
+    for candidate in (path / "reward_model", path / "stages" / "reward" / "reward_model", path, path / "adapter"):
+        config = candidate / "adapter_config.json"
+        if not config.is_file():
+            continue
+        try:
+            task = json.loads(config.read_text()).get("task_type")
+        except (OSError, ValueError):
+            raise StudioError(f"{config} is not readable JSON.", where=where, hint=hint) from None
+        if task != "SEQ_CLS":
+            raise StudioError(f"'{source}' holds a {task or 'causal-LM'} adapter, not a reward model.", where=where, hint=hint)
+        run = next((p for p in (candidate, *candidate.parents[:3]) if (p / "config.yaml").is_file()), None)
+        model = None
+        if run is not None:
+            cfg = RunConfig.of_run(run)
+            model = cfg.model if cfg else None
+        return candidate, model
+    raise StudioError(f"no reward model found at '{source}'.", where=where, hint=hint)
+
+
 def training_kwargs(cfg: RunConfig, output_dir: Path, has_eval: bool) -> dict:
     """TrainingArguments shared by the TRL trainers (DPO, reward, RLOO)."""
     import torch

@@ -29,17 +29,26 @@ from ..data.formats import prompt_and_reply
 from ..errors import StudioError
 from ..rewards import RewardError, build_reward_funcs, text_of
 from ..runfiles import COMPLETIONS_FILE, read_completions  # noqa: F401  (the table's file and reader)
-from .common import PROMPT_HINT, fit_and_save, load_policy, lora_config, prepare_tokenizer, split, training_kwargs, trl_trainer
+from .common import PROMPT_HINT, find_reward_model, fit_and_save, load_policy, lora_config, prepare_tokenizer, split, training_kwargs, trl_trainer
+from .registry import MethodSpec
 if TYPE_CHECKING:  # the UI's pre-flight reads GRPO data through this module: keep transformers out
     from .context import RunContext
+
+SPEC = MethodSpec("grpo", "GRPO: RL with verifiable rewards (regex, JSON, exact/numeric answer, length, reward model, your Python), no critic",
+                  data="grpo", weights="knob", order=120, knobs=("rewards", "weights", "response_length", "kl_coef", "num_generations"),
+                  panels=("GRPO reward per function (mean)", "GRPO total reward (weighted)", "KL to the reference", "Completion length (tokens)"),
+                  estimate="grpo", learning_rate=(5e-4, 1e-5))
 
 REFERENCE_COLUMNS = ("reference", "answer", "solution", "ground_truth")
 COMPLETIONS_PER_STEP = 8  # rows of the sampled-completions table written per logged step
 
 
 def read_rows(path: str | Path, loaded: Loaded | None = None) -> list[dict]:
-    """{"prompt": messages, "reference": str | None} of every usable row of `loaded` (or of the file at
-    `path`): prompt-only, instruction, chat or preference data."""
+    """{"prompt": messages, "reference": str | None} (plus the row's "tools" schemas when it has any) of every
+    usable row of `loaded` (or of the file at `path`): prompt-only, instruction, chat or preference data. The
+    prompt is every turn before the last reply (the turns after the last user or tool message: a multi-turn
+    sharegpt row's last gpt turn, an alpaca row's output, its `input` being part of the user turn), and the
+    reference is that reply's text."""
     loaded = loaded if loaded is not None else load_dataset_file(path)
     if loaded.format == "text":
         raise StudioError("this dataset is raw text, which has no prompts.", where=str(path), hint=PROMPT_HINT[0].upper() + PROMPT_HINT[1:])
@@ -56,7 +65,7 @@ def read_rows(path: str | Path, loaded: Loaded | None = None) -> list[dict]:
             raw = loaded.rows[ids[index]]  # a prompt-only row may carry its answer in a column of its own
             value = next((raw[c] for c in REFERENCE_COLUMNS if raw.get(c) not in (None, "")), None)
             reference = None if value is None else (value if isinstance(value, str) else json.dumps(value))
-        rows.append({"prompt": prompt, "reference": reference})
+        rows.append({"prompt": prompt, "reference": reference, **({"tools": example["tools"]} if example.get("tools") else {})})
     if not rows:
         raise StudioError("no usable prompts in the dataset.", where=str(path), hint=PROMPT_HINT[0].upper() + PROMPT_HINT[1:])
     return rows
@@ -72,6 +81,32 @@ def check_references(cfg: RunConfig, rows: list[dict]) -> None:
             where=str(cfg.data),
             hint="Use instruction data (its reply is the reference), or add an `answer` field to each prompt.",
         )
+
+
+def check_rewards(cfg: RunConfig, rows: list[dict]) -> None:
+    """Before any model loads: references for exact/numeric, and each reward_model run holds a reward model."""
+    check_references(cfg, rows)
+    for index, spec in enumerate(cfg.rewards):
+        if spec.get("type") == "reward_model":
+            find_reward_model(spec["run"], where=f"rewards[{index}] (reward_model)")
+
+
+def templated(row: dict, tokenizer) -> dict:
+    """A row as TRL's GRPO can render it: the prompt's tool calls and tool results as the model's chat
+    template takes them (studio.data.render's rules, as SFT trains them; SmolLM2's writes calls as
+    <tool_call> text and results as user turns), and the row's tool schemas in a system block. TRL renders
+    every prompt with one global `tools` list, so a row's own schemas never reach a template's native
+    `tools` argument: they always go into the block (render.tools_block, the text SFT uses without support)."""
+    from ..data.render import template_messages, tools_block
+
+    messages, native_tools, _ = template_messages({"messages": row["prompt"], "tools": row.get("tools")}, tokenizer)
+    if native_tools:
+        block = tools_block(native_tools)
+        if messages and messages[0]["role"] == "system":
+            messages[0] = {**messages[0], "content": messages[0]["content"].rstrip() + "\n\n" + block}
+        else:
+            messages.insert(0, {"role": "system", "content": block})
+    return {"prompt": messages, "reference": row["reference"]}
 
 
 def fit_prompts(rows: list[dict], tokenizer, cfg: RunConfig, ctx: RunContext) -> list[dict]:
@@ -91,12 +126,23 @@ def fit_prompts(rows: list[dict], tokenizer, cfg: RunConfig, ctx: RunContext) ->
     return kept
 
 
-def reward_model_scorer(resolved: models.ResolvedModel, tokenizer):
-    """reward_model rewards: a `reward` run's classifier scoring prompt + completion (on CPU beside the policy)."""
+def reward_model_scorer(policy: models.ResolvedModel, ctx: RunContext):
+    """reward_model rewards: a `reward` run's classifier scoring prompt + completion. It is loaded on the
+    base model and tokenizer that run trained on (its config.yaml; the policy's when it has none), not
+    the policy's: a reward model may sit on another base. It runs on this process's device, apart from
+    the policy's tokenizer (GRPO pads prompts on the left, the classifier reads right-padded rows)."""
+    import torch
+
     from . import reward as reward_method
 
     def make(spec: dict):
-        model = reward_method.load_reward_model(spec["run"], resolved, tokenizer)
+        folder, base = find_reward_model(spec["run"], where=f"rewards: reward_model run {spec['run']}")
+        resolved = models.resolve(base, trust_remote_code=policy.trust_remote_code) if base else policy
+        tokenizer = prepare_tokenizer(resolved)
+        model = reward_method.load_reward_model(folder, resolved, tokenizer)
+        if torch.cuda.is_available():
+            model.to(models.local_device_map()[""])  # under `accelerate launch`, this rank's GPU
+        ctx.log(f"reward model: {folder} on {resolved.display_name}, {model.device}")
 
         def batch(prompts, completions, **_):
             conversations = []
@@ -118,9 +164,11 @@ def write_completions(path: Path, step: int, logs: dict, names: list[str], weigh
     with open(path, "a") as handle:
         for index in range(min(len(prompts), COMPLETIONS_PER_STEP)):
             rewards = {name: _finite(values[index]) if index < len(values) else None for name, values in per_func.items()}
-            total = sum(w * v for w, v in zip(weights, rewards.values()) if v is not None)
+            scored = [w * v for w, v in zip(weights, rewards.values()) if v is not None]
+            # TRL's total is the weighted nansum (a reward that does not apply counts 0); with none applying there is no total
+            total = round(sum(scored), 4) if scored else None
             row = {"step": step, "prompt": _last_user(prompts[index]), "completion": completions[index], "rewards": rewards,
-                   "total": round(total, 4), "advantage": _finite(advantages[index]) if index < len(advantages) else None}
+                   "total": total, "advantage": _finite(advantages[index]) if index < len(advantages) else None}
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
@@ -168,7 +216,7 @@ def run(cfg: RunConfig, ctx: RunContext) -> dict:
     from trl import GRPOConfig
 
     loaded = load_dataset_file(cfg.data)
-    check_references(cfg, read_rows(cfg.data, loaded))
+    check_rewards(cfg, read_rows(cfg.data, loaded))
     train_rows, eval_rows, _ = split(cfg, ctx, loaded)  # the one split; writes RUN/split.json
     train = read_rows(cfg.data, train_rows)
     evaluation = read_rows(cfg.data, eval_rows) if eval_rows.conversations else []
@@ -188,9 +236,9 @@ def run(cfg: RunConfig, ctx: RunContext) -> dict:
         ctx.metrics.append({"step": getattr(state, "global_step", 0), "time": time.time(), "warning": str(error), "kind": "reward_error",
                             "reward_name": error.name, "error_type": error.type, "error": error.message})
 
-    train = fit_prompts(train, tokenizer, cfg, ctx)
-    evaluation = fit_prompts(evaluation, tokenizer, cfg, ctx) if evaluation else []
-    funcs, weights, names = build_reward_funcs(cfg.rewards, on_error=on_error, reward_model_scorer=reward_model_scorer(resolved, tokenizer))
+    train = fit_prompts([templated(r, tokenizer) for r in train], tokenizer, cfg, ctx)
+    evaluation = fit_prompts([templated(r, tokenizer) for r in evaluation], tokenizer, cfg, ctx) if evaluation else []
+    funcs, weights, names = build_reward_funcs(cfg.rewards, on_error=on_error, reward_model_scorer=reward_model_scorer(resolved, ctx))
     ctx.log("rewards: " + ", ".join(f"{n} (x{w:g})" for n, w in zip(names, weights)))
     model = load_policy(cfg, resolved)
     kwargs = training_kwargs(cfg, ctx.checkpoints_dir, bool(evaluation))

@@ -12,9 +12,8 @@ import torch
 
 from .. import models
 from ..config import RunConfig
-from ..errors import StudioError
 from .common import (
-    adapter_folder,
+    find_reward_model,
     fit_and_save,
     lora_config,
     prepare_tokenizer,
@@ -23,6 +22,11 @@ from .common import (
     trl_trainer,
 )
 from .context import RunContext
+from .registry import MethodSpec
+
+SPEC = MethodSpec("reward", "Reward model: score head + LoRA trained on preference pairs (RLHF stage 2)", data="preference",
+                  weights="adapter", order=70, family="preference", panels=("Reward-model accuracy",), estimate="reward", pairs=True,
+                  learning_rate=(1e-4, 1e-4))
 
 OUTPUT = "reward_model"
 
@@ -54,16 +58,11 @@ def run(cfg: RunConfig, ctx: RunContext) -> dict:
 
 def load_reward_model(source: str | Path, resolved: models.ResolvedModel, tokenizer):
     """A trained reward model (run id, run folder or adapter folder) merged into a plain classifier,
-    as TRL's PPO and RLOO trainers expect (`model.score` on the backbone's last hidden state)."""
+    as TRL's PPO and RLOO trainers expect (`model.score` on the backbone's last hidden state).
+    `resolved`/`tokenizer`: the base model that reward run trained on (see `find_reward_model`)."""
     from peft import PeftModel
 
-    folder = adapter_folder(source)
-    if folder is None:
-        raise StudioError(
-            f"no reward model found at '{source}'.",
-            where="reward_model",
-            hint="Give the id or folder of a completed `method: reward` run, or leave reward_model empty to train one from preference data.",
-        )
+    folder, _ = find_reward_model(source)
     model = load_base_classifier(resolved, tokenizer)
     model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -72,8 +71,14 @@ def load_reward_model(source: str | Path, resolved: models.ResolvedModel, tokeni
 
 
 @torch.no_grad()
-def score(model, tokenizer, conversations: list[list[dict]]) -> list[float]:
-    """Reward of each full conversation (chat template applied), one number per conversation."""
-    texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
-    batch = tokenizer(texts, return_tensors="pt", padding=True)
-    return model(**batch).logits[:, 0].float().tolist()
+def score(model, tokenizer, conversations: list[list[dict]], batch_size: int = 16) -> list[float]:
+    """Reward of each full conversation, one number per conversation, tokenized as TRL's RewardTrainer
+    tokenized its pairs (the chat template's own tokens, no extra special tokens) and padded on the right
+    whatever the tokenizer's padding side (the classifier reads the last non-pad token), in batches of
+    `batch_size` on the model's device."""
+    scores: list[float] = []
+    for start in range(0, len(conversations), batch_size):
+        texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations[start:start + batch_size]]
+        batch = tokenizer(texts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False).to(model.device)
+        scores += model(**batch).logits[:, 0].float().tolist()
+    return scores

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
 from studio.jobs import registry
 from studio.jobs.metrics import read_metrics
 from studio.jobs.train import execute
-from tests.conftest import DEMO_DATA, write_yaml
+from tests.conftest import DEMO_DATA, REPO, write_yaml
 from tests.integration.test_methods_preference import subset
 
 pytestmark = pytest.mark.integration
@@ -59,3 +60,71 @@ def test_a_reward_file_that_raises_does_not_stop_the_run(studio_home, tmp_path):
     assert errors[0]["reward_name"] == "python" and errors[0]["error_type"] == "KeyError" and "missing-key" in errors[0]["error"]
     log = (run_dir / "log.txt").read_text()
     assert log.count("reward 'python' raised KeyError") == 1
+
+
+def _prompts(tmp_path, *questions: str):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"prompt": q}) + "\n" for q in questions))
+    return path
+
+
+def _reward_rows(run_dir) -> list[dict]:
+    return [r for r in read_metrics(run_dir / "metrics.jsonl") if "reward" in r]
+
+
+def test_grpo_scores_with_a_trained_reward_run(studio_home, tmp_path):
+    from studio import models
+    from studio.methods.common import prepare_tokenizer
+    from studio.methods.reward import load_reward_model, score
+
+    pairs = subset(REPO / "tests" / "data" / "public" / "preference_mixed.jsonl", 8, tmp_path / "pairs.jsonl")
+    reward_dir = execute(write_yaml(tmp_path / "rm.yaml", model="embedded", method="reward", data=str(pairs), max_steps=1, max_length=96,
+                                    per_device_train_batch_size=2, learning_rate=1.0e-3, save_steps=100, lora_r=8, lora_alpha=16))
+    rewards = [{"type": "reward_model", "run": reward_dir.name, "name": "rm"}, {"type": "length", "min": 1, "max": 30}]  # the run by id, as typed
+    run_dir = execute(write_yaml(tmp_path / "grpo.yaml", data=str(_prompts(tmp_path, "Name a colour.", "Name a fruit.")), max_steps=2, rewards=rewards, **TINY))
+    record = registry.get(run_dir.name)
+    assert record.status == "completed", record.message
+    rows = _reward_rows(run_dir)
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(math.isfinite(r["rewards/rm/mean"]) for r in rows)
+    assert not [r for r in read_metrics(run_dir / "metrics.jsonl") if r.get("kind") == "reward_error"]  # scored, not zeroed by an error
+
+    # the logged scores are the reward model's own scores of those completions, as the reward run sees a conversation
+    table = [json.loads(line) for line in (run_dir / "completions.jsonl").read_text().splitlines()]
+    assert len(table) == 4  # 2 steps x 1 prompt x 2 generations
+    resolved = models.resolve("embedded")
+    tokenizer = prepare_tokenizer(resolved)
+    again = score(load_reward_model(reward_dir.name, resolved, tokenizer), tokenizer,
+                  [[{"role": "user", "content": t["prompt"]}, {"role": "assistant", "content": t["completion"]}] for t in table])
+    assert [t["rewards"]["rm"] for t in table] == pytest.approx(again, abs=2e-3)
+    for row in rows:  # the plotted mean is the mean over that step's completions
+        assert row["rewards/rm/mean"] == pytest.approx(sum(t["rewards"]["rm"] for t in table if t["step"] == row["step"]) / 2, abs=2e-3)
+
+
+@pytest.mark.parametrize("weights", ["qlora", "full"])
+def test_grpo_trains_a_4bit_base_or_every_weight(weights, studio_home, tmp_path, monkeypatch):
+    import bitsandbytes as bnb
+    from safetensors import safe_open
+
+    from studio.methods import grpo
+
+    policies = []  # the real policy the run trained (a spy: load_policy itself runs)
+    load_policy = grpo.load_policy
+    monkeypatch.setattr(grpo, "load_policy", lambda cfg, resolved: policies.append(load_policy(cfg, resolved)) or policies[-1])
+    rewards = [{"type": "length", "min": 40, "max": 80}]  # short completions score below 1, in proportion to their length
+    run_dir = execute(write_yaml(tmp_path / "grpo.yaml", data=str(_prompts(tmp_path, "Name a colour.", "Name a fruit.")), max_steps=1,
+                                 rewards=rewards, weights=weights, **TINY))
+    record = registry.get(run_dir.name)
+    assert record.status == "completed", record.message
+    (row,) = _reward_rows(run_dir)
+    assert 0.0 <= row["rewards/length/mean"] <= 1.0 and "kl" in row
+    four_bit = [m for m in policies[0].modules() if isinstance(m, bnb.nn.Linear4bit)]
+    if weights == "qlora":
+        assert four_bit and four_bit[0].weight.quant_type == "nf4"
+        assert (run_dir / "adapter" / "adapter_model.safetensors").is_file() and not (run_dir / "model").exists()
+    else:
+        assert not four_bit and not (run_dir / "adapter").exists()
+        with safe_open(str(run_dir / "model" / "model.safetensors"), "pt") as saved:
+            names = list(saved.keys())
+        assert "model.embed_tokens.weight" in names and not any("lora_" in n for n in names)
+        assert (run_dir / "model" / "config.json").is_file() and (run_dir / "model" / "tokenizer_config.json").is_file()

@@ -9,14 +9,22 @@ import pytest
 
 from studio.advisor import pick_method
 from studio.config import RunConfig
+from studio.data import load_dataset_file
 from studio.errors import StudioError
 from studio.estimator import Setup, estimate, load_architecture, memory
 from studio.methods import check_data
 from studio.methods.grpo import read_completions, read_rows, write_completions
 from studio.plots import completions_table, metrics_figure, present_panels
+from studio.rewards import build_reward_funcs
 from tests.conftest import DEMO_DATA, REPO
 
 PROMPTS = REPO / "assets" / "demo" / "prompts.jsonl"
+PUBLIC = REPO / "tests" / "data" / "public"
+
+
+def as_completions(*texts: str) -> list[list[dict]]:
+    """Completions as TRL hands them to reward functions for conversational prompts."""
+    return [[{"role": "assistant", "content": t}] for t in texts]
 
 
 def test_rows_carry_the_reference_of_each_format(tmp_path):
@@ -29,6 +37,73 @@ def test_rows_carry_the_reference_of_each_format(tmp_path):
     kto = tmp_path / "kto.jsonl"
     kto.write_text(json.dumps({"prompt": "Hi", "completion": "Hello!", "label": True}) + "\n" + json.dumps({"prompt": "Hey", "completion": "Go away.", "label": False}) + "\n")
     assert [r["reference"] for r in read_rows(kto)] == ["Hello!", None]  # an undesirable answer is no reference
+
+
+def test_alpaca_input_joins_the_prompt_and_its_output_is_the_reference():
+    rows = read_rows(PUBLIC / "alpaca_data_excerpt.json")  # rows as Stanford Alpaca's alpaca_data.json has them
+    assert rows[0] == {"prompt": [{"role": "user", "content": "Give three tips for staying healthy."}], "reference": rows[0]["reference"]}  # empty input: nothing added
+    odd, celsius = rows[1], rows[3]
+    assert odd == {"prompt": [{"role": "user", "content": "Identify the odd one out.\n\nTwitter, Instagram, Telegram"}], "reference": "Telegram"}
+    assert celsius["prompt"][0]["content"].endswith("\n\nTemperature in Celsius: 15") and celsius["reference"] == "Temperature in Fahrenheit: 59"
+    (exact, numeric), _, _ = build_reward_funcs([{"type": "exact"}, {"type": "numeric"}])
+    # TRL's call: the prompts, the completions and the dataset's `reference` column, one item per completion
+    assert exact([odd["prompt"]] * 3, as_completions("telegram.", "Twitter", "Telegram is the odd one"), reference=[odd["reference"]] * 3) == [1.0, 0.0, 0.0]
+    assert numeric([celsius["prompt"]] * 3, as_completions("59 °F", "It is 15 °C.", "no idea"), reference=[celsius["reference"]] * 3) == [1.0, 0.0, 0.0]
+
+
+def test_sharegpt_multi_turn_prompt_is_every_turn_before_the_last_assistant_reply(tmp_path):
+    chat = tmp_path / "sharegpt.json"  # sharegpt as LLaMA-Factory reads it: conversations of from/value, optional system
+    chat.write_text(json.dumps([{"system": "You are a maths tutor.", "conversations": [
+        {"from": "human", "value": "I have 3 apples and buy 4 more. How many now?"}, {"from": "gpt", "value": "You have 7 apples."},
+        {"from": "human", "value": "And if I eat 2 of them?"}, {"from": "gpt", "value": "Then 5 apples are left."}]}]))
+    (row,) = read_rows(chat)
+    assert [m["role"] for m in row["prompt"]] == ["system", "user", "assistant", "user"]
+    assert row["prompt"][2]["content"] == "You have 7 apples." and row["reference"] == "Then 5 apples are left."
+    (numeric,), _, _ = build_reward_funcs([{"type": "numeric"}])
+    assert numeric([row["prompt"]] * 2, as_completions("5", "7"), reference=[row["reference"]] * 2) == [1.0, 0.0]  # the last reply's number, not an earlier turn's
+
+    # a public sharegpt file with tool calls (LLaMA-Factory's glaive demo): the reference is the last gpt turn,
+    # the prompt every turn before it, the function calls and observations included
+    loaded = load_dataset_file(PUBLIC / "glaive_toolcall_demo.json")  # its last row's tools are not valid JSON: dropped, reported
+    raw = json.loads((PUBLIC / "glaive_toolcall_demo.json").read_text())
+    rows = read_rows(loaded.path, loaded)
+    assert len(rows) == len(loaded.kept) == 4
+    for row, source in zip(rows, [raw[i] for i in loaded.kept]):
+        turns = source["conversations"]
+        assert row["reference"] == turns[-1]["value"]
+        assert [m["role"] for m in row["prompt"]] == [{"human": "user", "gpt": "assistant", "function_call": "assistant", "observation": "tool"}[t["from"]] for t in turns[:-1]]
+
+    # what the policy sees: SmolLM2's template renders neither tools nor tool calls, so the studio's fallback (as SFT
+    # trains): the row's schemas in a system block, a call as <tool_call> text; it renders role "tool" as it is
+    from studio import models
+    from studio.methods.grpo import templated
+
+    prompt = templated(rows[0], models.load_tokenizer(models.resolve("embedded")))["prompt"]
+    assert [m["role"] for m in prompt] == ["system", "user", "assistant", "user", "assistant", "tool"]
+    assert "<tools>" in prompt[0]["content"] and "search_recipes" in prompt[0]["content"]
+    assert prompt[4]["content"].startswith("<tool_call>") and '"search_recipes"' in prompt[4]["content"]
+    assert prompt[5]["content"] == rows[0]["prompt"][4]["content"] and "tool_calls" not in prompt[4]
+    assert templated(read_rows(chat)[0], models.load_tokenizer(models.resolve("embedded")))["prompt"] == read_rows(chat)[0]["prompt"]  # no tools: unchanged
+
+
+def test_a_reward_model_reward_must_name_a_reward_run(tmp_path, studio_home):
+    missing = {"method": "grpo", "data": str(DEMO_DATA), "rewards": [{"type": "json_valid"}, {"type": "reward_model", "run": "no-such-run"}]}
+    with pytest.raises(StudioError, match=r"no reward model found at 'no-such-run'") as caught:
+        check_data(RunConfig.from_dict(missing))
+    assert "rewards[1] (reward_model)" in str(caught.value.where)
+    lora = tmp_path / "lora_run" / "adapter"  # a LoRA run's causal-LM adapter: under a score head it would score at random
+    lora.mkdir(parents=True)
+    (lora / "adapter_config.json").write_text(json.dumps({"task_type": "CAUSAL_LM", "peft_type": "LORA"}))
+    with pytest.raises(StudioError, match="holds a CAUSAL_LM adapter, not a reward model"):
+        check_data(RunConfig.from_dict({**missing, "rewards": [{"type": "reward_model", "run": str(lora.parent)}]}))
+    reward = tmp_path / "rm_run"  # a reward run: its reward_model/ folder and the model its config.yaml names
+    (reward / "reward_model").mkdir(parents=True)
+    (reward / "reward_model" / "adapter_config.json").write_text(json.dumps({"task_type": "SEQ_CLS", "peft_type": "LORA"}))
+    (reward / "config.yaml").write_text("method: reward\nmodel: some/other-base\ndata: pairs.jsonl\n")
+    check_data(RunConfig.from_dict({**missing, "rewards": [{"type": "reward_model", "run": str(reward)}]}))
+    from studio.methods.common import find_reward_model
+
+    assert find_reward_model(str(reward)) == (reward / "reward_model", "some/other-base")
 
 
 def test_exact_reward_on_prompts_without_references_is_refused_before_training():
@@ -75,6 +150,10 @@ def test_completions_table_rows(tmp_path):
     logs["prompt"] = deque(["system\nYou are helpful.\nuser\nWhat is 3+3?\nAnswer in JSON.\nassistant\n"] * 2)  # as TRL decodes it
     write_completions(path, 5, logs, ["json_valid", "regex"], [1.0, 0.5])
     assert read_completions(tmp_path, last_steps=1)[0]["prompt"] == "What is 3+3?\nAnswer in JSON."
+    logs["rewards"] = {"json_valid": deque([1.0, float("nan")]), "regex": deque([0.0, float("nan")])}
+    write_completions(path, 6, logs, ["json_valid", "regex"], [1.0, 0.5])
+    unscored = read_completions(tmp_path, last_steps=1)[1]
+    assert unscored["rewards"] == {"json_valid": None, "regex": None} and unscored["total"] is None  # no reward applied: no total, not 0
     header, table = completions_table(rows)  # the run monitor's table
     assert header == ["step", "prompt", "completion", "json_valid", "regex", "total", "advantage"]
     assert table[0] == [4, "What is 2+2?", '{"answer": "4"}', 1.0, 1.0, 1.5, 0.7]
