@@ -409,14 +409,19 @@ GRPO_RESPONSE_LENGTH = 128  # GRPO preset: new tokens per sampled completion
 
 def pick_method(*, shape: str = "instruction", goal: str = "style", examples: int = 1000, token_p95: int | None = None,
                 model: str = "embedded", device: str = "gpu", wants_scalar_reward: bool = False,
-                has_principles: bool = False, checkable_answers: bool = False) -> MethodChoice:
-    """Choose among the seven techniques and size a preset; every choice says why in one line."""
+                has_principles: bool = False, checkable_answers: bool = False, method: str | None = None) -> MethodChoice:
+    """Choose among the techniques and size a preset; every choice says why in one line. `method`: size
+    the preset for this method (any in the registry, by its spec) instead of choosing one."""
     from .config import METHODS
     from .estimator import Setup, estimate, load_architecture, memory
     from .methods import registry as method_registry
 
     reasons: list[tuple[str, str]] = []
-    if shape == "preference" and wants_scalar_reward:
+    if method is not None:
+        if method not in METHODS:
+            raise StudioError(f"method '{method}' is not a known method; choose one of {', '.join(METHODS)}.", where="method")
+        reasons.append(("method-given", f"method {method} as asked: {METHODS[method]}."))
+    elif shape == "preference" and wants_scalar_reward:
         method = "rlhf" if "rlhf" in METHODS else "ppo"
         reasons.append(("method-shape", "preference pairs and a scalar reward wanted → RLHF (reward model, then PPO)."))
     elif shape == "preference":

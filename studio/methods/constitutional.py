@@ -28,6 +28,11 @@ from .chain import StageCancelled, cancel_requested, log_event, run_stage
 from .common import copy_tree, prepare_tokenizer, train_prompts
 from .constitution import DEFAULT_CONSTITUTION, load_constitution  # noqa: F401 (DEFAULT_CONSTITUTION re-exported)
 from .context import RunContext
+from .registry import MethodSpec
+
+SPEC = MethodSpec("constitutional", "Constitutional AI: the model critiques and revises its answers against principles, then trains on them",
+                  data="prompts", weights="adapter", order=110, knobs=("constitution", "cai_mode", "judge_model", "response_length", "dpo_beta"),
+                  panels=("DPO reward margin", "DPO accuracy"), estimate="constitutional", pairs=True, learning_rate=(2e-4, 2e-4))
 
 GENERATIONS = "generations.jsonl"
 

@@ -21,6 +21,12 @@ from .common import (
     trl_trainer,
 )
 from .context import RunContext
+from .registry import MethodSpec
+
+SPEC = MethodSpec("dpo", "DPO: learn from preference pairs (chosen vs rejected), LoRA, reference = adapter off", data="preference",
+                  weights="adapter", order=50, knobs=("dpo_beta", "dpo_loss_type"), family="preference",
+                  panels=("DPO reward margin", "DPO accuracy", "Rewards: chosen vs rejected"), estimate="dpo", pairs=True,
+                  fast_trainer="dpo", learning_rate=(5e-5, 5e-6))
 
 
 def run(cfg: RunConfig, ctx: RunContext, init_adapter: str | None = None) -> dict:

@@ -30,6 +30,11 @@ from .common import (
     trl_trainer,
 )
 from .context import RunContext
+from .registry import MethodSpec
+
+SPEC = MethodSpec("kto", "KTO: learn from answers labelled good or bad (no pairs needed), LoRA, reference = adapter off", data="kto",
+                  weights="adapter", order=60, knobs=("dpo_beta",), family="preference",
+                  panels=("Rewards: chosen vs rejected", "KL to the reference"), learning_rate=(5e-5, 5e-6))
 
 
 def class_weights(rows: list[dict]) -> tuple[float, float, int, int]:

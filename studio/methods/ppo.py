@@ -41,6 +41,20 @@ from .common import (
     training_kwargs,
 )
 from .context import RunContext
+from .registry import MethodSpec
+
+RL_KNOBS = ("reward_model", "response_length", "kl_coef")
+SPECS = (
+    MethodSpec("ppo", "PPO: RL against a reward model, KL to the reference (trains the reward model first if none given)", data="rl",
+               weights="adapter", order=80, knobs=(*RL_KNOBS, "ppo_epochs"), family="rl",
+               panels=("PPO reward", "PPO KL", "PPO entropy", "PPO value loss"), estimate="ppo", learning_rate=(1e-5, 1e-5)),
+    MethodSpec("rloo", "RLOO: critic-free RL against a reward model (the lighter alternative to PPO)", data="rl", weights="adapter",
+               order=90, knobs=(*RL_KNOBS, "num_generations"), family="rl", panels=("PPO reward", "PPO KL"), learning_rate=(1e-5, 1e-5)),
+    MethodSpec("rlhf", "RLHF chain: SFT -> reward model -> PPO (or RLOO), each stage feeding the next", data="rl", weights="adapter",
+               order=100, knobs=("sft_data", "rl_algorithm", *RL_KNOBS, "ppo_epochs", "num_generations"), family="rl",
+               panels=("Reward-model accuracy", "PPO reward", "PPO KL", "PPO entropy", "PPO value loss"), estimate="rlhf",
+               learning_rate=(1e-5, 1e-5)),
+)
 
 
 class StopRequested(Exception):

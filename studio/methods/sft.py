@@ -26,6 +26,18 @@ from ..data import load_dataset_file
 from ..errors import StudioError
 from .common import log_trainable, lora_config, save_trained, split, train_and_finish, training_kwargs  # noqa: F401 (lora_config: also sft.lora_config)
 from .context import RunContext
+from .registry import MethodSpec
+
+SPECS = (
+    MethodSpec("lora", "LoRA adapter on a frozen base (SFT through the chat template)", data="instruction", weights="adapter", order=10,
+               estimate="lora", fast_trainer="sft", learning_rate=(1e-3, 2e-4)),
+    MethodSpec("qlora", "LoRA on a 4-bit NF4 base (bitsandbytes), for models that don't fit in bf16", data="instruction", weights="adapter",
+               order=20, estimate="qlora", fast_trainer="sft", learning_rate=(2e-4, 2e-4)),
+    MethodSpec("full", "Full supervised fine-tuning: every parameter is trained", data="instruction", weights="full", order=30,
+               estimate="full", fast_trainer="sft", learning_rate=(2e-5, 2e-5)),
+    MethodSpec("instruction", "Instruction tuning: full SFT with loss on assistant turns only", data="instruction", weights="full", order=40,
+               estimate="instruction", fast_trainer="sft", learning_rate=(5e-5, 2e-5)),
+)
 
 
 def sft_rows(examples: list[dict], tokenizer, cfg: RunConfig, ctx: RunContext, part: str = "train") -> list[dict]:
