@@ -27,7 +27,7 @@ setup: $(STAMP)
 # pip builds llama.cpp once (CPU, a few minutes on 2 cores); the stamp keeps a second `make test` from
 # asking again. `make test` needs it so CI runs those checks; `make run` does not (the first GGUF export
 # installs it). The cmake flags live in studio/export.py (LLAMA_CMAKE_ARGS).
-$(LLAMA_STAMP): requirements-llama.txt $(STAMP)
+$(LLAMA_STAMP): assets/requirements-llama.txt $(STAMP)
 	@echo "llama-cpp-python: building llama.cpp once (a few minutes)..."
 	$(PY) -c 'from studio.export import ensure_llama_cpp; ensure_llama_cpp(pinned=True)'
 	touch $(LLAMA_STAMP)

@@ -290,7 +290,7 @@ class EvalCancelled(Exception):
 
 
 RATES_FILE = "eval_rates.json"
-BENCH_RATES = Path(__file__).resolve().parents[1] / "bench" / "results" / "eval_bench.json"
+BENCH_RATES = asset("eval/rates.json")  # shipped: the rates bench/eval_bench.py measured (it writes this file too)
 
 
 def _rates_key(record) -> str:
@@ -313,7 +313,7 @@ def measured_rates(record) -> dict | None:
     except (OSError, json.JSONDecodeError):
         return None
     if chat.run_base_source(record) in ("embedded", bench.get("model")) and not torch.cuda.is_available():
-        return {**bench["rates"], "from": f"bench/results/eval_bench.json ({bench.get('machine', 'CPU')})"}
+        return {**bench["rates"], "from": f"bench/eval_bench.py on {bench.get('machine', 'a CPU')}"}
     return None
 
 

@@ -37,6 +37,7 @@ import yaml
 
 from . import models, paths
 from .errors import StudioError
+from .resources import asset
 
 FORMATS = ("adapter", "merged", "gguf")
 # GGUF types and llama.cpp's name for each (llama.h `enum llama_ftype`, read from the llama_cpp binding).
@@ -49,8 +50,7 @@ CHECK_TOKENS = 16  # llama.cpp vs transformers: the first 16 greedy tokens
 CHECK_PROMPTS = 10
 STOP_PROMPTS = 3  # the shortest eval prompts must end by EOS ...
 STOP_LIMIT = 128  # ... within this many tokens
-REPO = Path(__file__).resolve().parents[1]
-LLAMA_REQUIREMENTS = REPO / "requirements-llama.txt"
+LLAMA_REQUIREMENTS = asset("requirements-llama.txt")  # the pin, shipped as package data (also pyproject's [llama] extra)
 # CPU-only llama.cpp for any x86-64-v3 machine (not -march=native, so pip's wheel cache stays portable),
 # without the multimodal library this export never uses.
 LLAMA_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF"
