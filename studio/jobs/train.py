@@ -192,6 +192,8 @@ def train_in_process(cfg: RunConfig, run_dir: Path, *, resume: bool) -> Outcome:
         del err
         _release_gpu()
         return Outcome("failed", message)
+    if global_rank() == 0:
+        name_base_model(cfg, run_dir)
     metrics = ctx.metrics
     step = final.get("global_step")
     if metrics.nonfinite_loss:
@@ -200,6 +202,24 @@ def train_in_process(cfg: RunConfig, run_dir: Path, *, resume: bool) -> Outcome:
         return Outcome("cancelled", f"Cancelled at step {step}; a checkpoint was saved, so it can be resumed.", final)
     notes = [metrics.stop_reason] if metrics.stop_reason else []
     return Outcome("completed", " ".join(notes + metrics.warnings) or None, final)
+
+
+def name_base_model(cfg: RunConfig, run_dir: Path) -> None:
+    """The run's own adapters (adapter/, a reward run's reward_model/) name their base model by its public
+    Hub id (`models.public_identity`: the embedded model is HuggingFaceTB/SmolLM2-135M-Instruct), as an
+    export would; the local folder PEFT recorded goes to the run's log. A base without a Hub id keeps
+    that folder. Stage adapters of a chain keep it too: a later stage reloads and re-saves them, and PEFT's
+    save would then look the name up on the Hub."""
+    from .. import models
+
+    identity = models.public_identity(cfg.model)
+    if not identity.on_hub:
+        return
+    for folder in (run_dir / "adapter", run_dir / "reward_model"):
+        if (folder / "adapter_config.json").is_file():
+            local = models.set_adapter_base(folder, identity.id)
+            logging.getLogger("studio.run").info(
+                f"{folder.name}/adapter_config.json names the base model {identity.id} (trained from {local or '?'}; the studio loads it from `model: {cfg.model}`)")
 
 
 def _execute_rank(cfg: RunConfig, run_id: str | None, *, resume: bool, write_outcome: bool) -> Path:

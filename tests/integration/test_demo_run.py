@@ -34,6 +34,11 @@ def test_cli_writes_the_run_folder(trained_demo_run, monkeypatch):
     run_dir = Path(run_dir)
     assert (run_dir / "config.yaml").is_file() and (run_dir / "log.txt").is_file()
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    # The adapter names the embedded model's Hub original, not the studio's GGUF cache; the log keeps that
+    # cache folder. Chat, eval and export load this run below and in their own tests, offline (HF_HUB_OFFLINE=1).
+    adapter_config = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert "adapter/adapter_config.json names the base model HuggingFaceTB/SmolLM2-135M-Instruct (trained from /" in (run_dir / "log.txt").read_text()
     rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if "loss" in r]
     assert len(rows) == 14  # 112 examples / batch 8, one epoch, logged every step
     assert [r["step"] for r in rows] == list(range(1, 15))
