@@ -2,8 +2,8 @@
 per studio home, the pair's tally and reveal text (Wilson intervals, sign test), and the decided
 votes as preference pairs (exported as a dataset version, ready for DPO).
 
-Torch-free: the generation engine (`studio.chat`) is imported only by the two functions that need
-its side names, so counting votes never loads an ML library.
+Torch-free at import: the engine (`studio.engine`, `studio.chat`'s side names) is imported only by
+the two functions that need it, so counting votes never loads an ML library.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def record_vote(round_: BlindRound, vote: str, prompt: str = "", left_answer: st
     import time
     from contextlib import closing
 
-    from .chat import without_cut_marker
+    from .engine import without_cut_marker
 
     winner = round_.winner(vote)
     with closing(_votes_db()) as conn, conn:
