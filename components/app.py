@@ -44,8 +44,12 @@ def status_bar_html():
         kind = "sb-live" if now.active.status == "running" else "sb-waiting"
         parts.append(f'<span class="sb-item sb-run {kind}" title="Open this run in the Train tab" data-run="{esc(now.active.id)}">'
                      f'<span class="sb-dot"></span>{esc(now.active.describe())}</span>')
-    else:
+    elif not now.evals:
         parts.append('<span class="sb-item sb-run sb-idle">No run active</span>')
+    for job in now.evals:  # evaluations are jobs too: 'Evaluating NAME · k/N examples · ETA'
+        kind = "sb-live" if job.status == "running" else "sb-waiting"
+        parts.append(f'<span class="sb-item sb-run sb-eval {kind}" title="Evaluation job {esc(job.id)} (Evaluate tab)" data-eval="{esc(job.run_id)}">'
+                     f'<span class="sb-dot"></span>{esc(job.describe())}</span>')
     parts.append(f'<span class="sb-item sb-queue">Queue: {now.queued}</span>')
     return f'<div class="sb" role="status">{"".join(parts)}</div>'
 

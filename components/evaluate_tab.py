@@ -22,12 +22,12 @@ POLL_SECONDS = 1.0
 DEFAULTS = evaluate.EvalOptions()
 
 
-def _options(eval_file, max_examples, max_new_tokens, probes, judge) -> evaluate.EvalOptions:
+def _options(eval_file, max_examples, max_new_tokens, probes, judge, drop_overlap=True) -> evaluate.EvalOptions:
     if eval_file:
         confine(eval_file, "eval file")  # served beyond loopback: the studio home, uploads and --allow-path roots only
     confine_model(judge, "judge")
     return evaluate.EvalOptions(data=eval_file or None, max_examples=int(max_examples), max_new_tokens=int(max_new_tokens),
-                                probes=bool(probes), judge=(judge or "").strip() or None)
+                                probes=bool(probes), judge=(judge or "").strip() or None, drop_overlap=bool(drop_overlap))
 
 
 def _outputs_for(results: dict | None):
@@ -51,27 +51,32 @@ def progress_html(job, state: dict | None) -> str:
     return status_html("Evaluating: " + evaluate.describe_progress(state), "info")[:-len("</div>")] + bar + "</div>"
 
 
-def expected_text(run_id, eval_file, max_examples, max_new_tokens, probes, judge) -> str:
+def expected_text(run_id, eval_file, max_examples, max_new_tokens, probes, judge, drop_overlap=True) -> str:
     if not run_id:
         return ""
     record = registry.get(run_id)
     if record is None:
         return ""
     try:
-        expected = evaluate.expected_time(record, _options(eval_file, max_examples, max_new_tokens, probes, judge))
+        expected = evaluate.expected_time(record, _options(eval_file, max_examples, max_new_tokens, probes, judge, drop_overlap))
     except Exception as err:  # noqa: BLE001 - a bad eval file is shown here, before anything starts
         return status_html(error_text(err), "warn")
-    text = "Expected: " + evaluate.describe_expected(expected)
+    text, kind = "Expected: " + evaluate.describe_expected(expected), "info"
     if not evaluate.is_held_out(expected["source"]):
         text += " ⚠ These rows were trained on (not held out): pick a held-out eval file for a verdict on new inputs."
-    return status_html(text, "info")
+        kind = "warn"
+    overlap = evaluate.overlap_warning(expected["source"])  # an eval file checked against the run's training rows
+    if overlap:
+        text += " ⚠ " + overlap
+        kind = "warn"
+    return status_html(text, kind)
 
 
-def start_eval(run_id, eval_file, max_examples, max_new_tokens, probes, judge):
+def start_eval(run_id, eval_file, max_examples, max_new_tokens, probes, judge, drop_overlap=True):
     if not run_id:
         return status_html("Pick a trained run first.", "warn"), gr.skip()
     try:
-        job = evaljob.start(run_id, _options(eval_file, max_examples, max_new_tokens, probes, judge))
+        job = evaljob.start(run_id, _options(eval_file, max_examples, max_new_tokens, probes, judge, drop_overlap))
     except Exception as err:  # noqa: BLE001
         return status_html(error_text(err), "error"), gr.skip()
     return progress_html(job, None), {"run": None}
@@ -145,7 +150,10 @@ def build() -> dict:
         refresh = gr.Button("↻ Refresh runs", scale=1)
     with gr.Accordion("Options", open=False):
         with gr.Row():
-            eval_file = gr.File(label="Eval file (default: the run's held-out split)", type="filepath", file_types=[".json", ".jsonl"])
+            with gr.Column():
+                eval_file = gr.File(label="Eval file (default: the run's held-out split)", type="filepath", file_types=[".json", ".jsonl"])
+                drop_overlap = gr.Checkbox(value=DEFAULTS.drop_overlap, label="Evaluate only rows not trained on (a file's rows that copy the run's "
+                                           "training rows are left out; the count is shown either way)", elem_id="eval-drop-overlap")
             with gr.Column():
                 max_examples = gr.Slider(4, 512, value=DEFAULTS.max_examples, step=4, label="Max examples", elem_id="eval-max-examples")
                 max_new_tokens = gr.Slider(8, 256, value=DEFAULTS.max_new_tokens, step=8, label="Max new tokens per answer", elem_id="eval-max-new-tokens")
@@ -168,7 +176,7 @@ def build() -> dict:
     shown = gr.State(None)  # what the status/results show: {"run", "job", "status"}; None until this page's first poll
 
     result_outputs = [table, delta_plot, loss_plot, probe_plot, report, card]
-    option_inputs = [eval_file, max_examples, max_new_tokens, probes, judge]
+    option_inputs = [eval_file, max_examples, max_new_tokens, probes, judge, drop_overlap]
     start.click(start_eval, [run_picker, *option_inputs], [status, shown])
     cancel.click(cancel_eval, [run_picker], [status])
     for component in option_inputs:  # a run pick updates it on the next poll

@@ -1,5 +1,6 @@
 """Runs tab: every run in the registry; compare runs (overlaid curves + config differences);
-resume or cancel a run. Thin: the registry, runner and figures are studio's."""
+resume or cancel a run; evaluation jobs (running ones with "k/N examples · ETA", finished ones with
+their report). Thin: the registry, runner, overview and figures are studio's."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ import time
 import gradio as gr
 import pandas as pd
 
-from studio.jobs import registry, runner
+from studio.jobs import overview, registry, runner
 from studio.jobs.metrics import read_metrics
 from studio.jobs.overview import tail_metrics
 from studio.jobs.train import latest_checkpoint
 from studio.plots import compare_figure, config_diff
 
-from .common import empty_state, error_text, status_html, stop_button
+from .common import downloadable, empty_state, error_text, status_html, stop_button
 from .run_monitor import run_config
 
 # "last loss": the last logged training loss (what the curve ends on); "avg loss": the trainer's
@@ -23,6 +24,8 @@ from .run_monitor import run_config
 COLUMNS = ["id", "name", "status", "method", "model", "device", "created", "last loss", "avg loss (trainer)", "message"]
 NO_RUNS = "No runs yet. Start one in the Train tab (or `python -m studio train run.yaml` in a terminal): it is listed here."
 PICK_TWO = "Pick two or more runs above and press Compare: their loss curves are overlaid and the settings that differ are listed."
+EVAL_COLUMNS = ["evaluation", "run", "status", "progress / result", "started", "report"]
+EVAL_POLL_SECONDS = 3.0
 
 
 def last_logged_loss(record) -> float | None:
@@ -39,11 +42,37 @@ def runs_table() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def evals_view(jobs=None):
+    """The evaluations table (running: 'k/N examples · ETA'; finished: the eval-loss verdict and the
+    report's path) and the report picker's choices (jobs whose report.html exists)."""
+    jobs = overview.eval_jobs() if jobs is None else jobs
+    rows = [[j.id, j.run_name, j.status, j.progress_text(), time.strftime("%Y-%m-%d %H:%M", time.localtime(j.created)),
+             str(j.report) if j.report else ""] for j in jobs]
+    table = pd.DataFrame(rows, columns=EVAL_COLUMNS)
+    choices = [(f"{j.run_name} · {j.id}", j.id) for j in jobs if j.report]
+    return gr.update(value=table, visible=not table.empty), gr.update(choices=choices)
+
+
+def poll_evals(shown):
+    """Every few seconds: redraw the evaluations only when one changed (progress moves while it runs)."""
+    jobs = overview.eval_jobs()
+    key = [[j.id, j.status, j.progress_text()] for j in jobs]
+    if key == shown:
+        return gr.skip(), gr.skip(), shown
+    return (*evals_view(jobs), key)
+
+
+def report_file(job_id):
+    """The picked evaluation's self-contained report.html, as a download (a copy: the studio home is not served)."""
+    job = next((j for j in overview.eval_jobs() if j.id == job_id), None) if job_id else None
+    return downloadable(job.report) if job and job.report else None
+
+
 def refresh_all():
     table = runs_table()
     ids = [r.id for r in registry.list_runs()]
     return (gr.update(value=table, visible=not table.empty), gr.update(value=empty_state(NO_RUNS), visible=table.empty),
-            gr.update(choices=ids), gr.update(choices=ids))
+            gr.update(choices=ids), gr.update(choices=ids), *evals_view())
 
 
 def short_id(run_id: str) -> str:
@@ -118,7 +147,17 @@ def build() -> dict:
     diff = gr.Dataframe(value=pd.DataFrame(columns=["setting"]), headers=["setting"], label="Config differences", interactive=False,
                         visible=False, elem_id="runs-compare-diff")
 
-    targets = [table, empty, target, picked]
+    gr.Markdown("#### Evaluations\nEvaluation jobs (Evaluate tab or `python -m studio eval RUN --background`): a running one shows "
+                "k/N examples · ETA; a finished one its eval-loss verdict and its report.")
+    evals = gr.Dataframe(value=pd.DataFrame(columns=EVAL_COLUMNS), headers=EVAL_COLUMNS, interactive=False, wrap=True, visible=False, elem_id="runs-evals")
+    with gr.Row():
+        eval_pick = gr.Dropdown(label="Report of an evaluation", choices=[], scale=3, elem_id="runs-eval-pick")
+        eval_report = gr.File(label="report.html (self-contained, opens offline)", interactive=False, scale=2, elem_id="runs-eval-report")
+    evals_shown = gr.State(None)
+    gr.Timer(EVAL_POLL_SECONDS).tick(poll_evals, evals_shown, [evals, eval_pick, evals_shown], show_progress="hidden")
+    eval_pick.change(report_file, eval_pick, eval_report)
+
+    targets = [table, empty, target, picked, evals, eval_pick]
     refresh.click(refresh_all, None, targets)
     resume_button.click(resume, target, action).then(refresh_all, None, targets)
     cancel_button_.click(cancel, target, action)

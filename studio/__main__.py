@@ -117,7 +117,8 @@ def cmd_eval(args) -> int:
     given = {"max_examples": args.max_examples, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
     if args.probe_file:
         given["probe_file"] = args.probe_file
-    options = EvalOptions(data=args.data, probes=not args.no_probes, judge=args.judge, **{k: v for k, v in given.items() if v is not None})
+    options = EvalOptions(data=args.data, probes=not args.no_probes, judge=args.judge, drop_overlap=args.drop_overlap,
+                          **{k: v for k, v in given.items() if v is not None})
     if args.background:
         job = evaljob.start(record.id, options)
         print(json.dumps({"job_id": job.id, "run_dir": str(job.run_dir)}) if args.json else f"evaluation job {job.id} started; results in {job.run_dir}")
@@ -266,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("run_id")
     evaluation.add_argument("--json", action="store_true", help="print the results as one JSON object")
     evaluation.add_argument("--data", help="eval file (default: the run's held-out split or DATA.heldout.jsonl)")
+    evaluation.add_argument("--drop-overlap", action=argparse.BooleanOptionalAction, default=True,
+                            help="leave out eval-file rows that are in (or near copies of) the run's training rows (default: on; "
+                                 "--no-drop-overlap evaluates them, with a warning); the count is reported either way")
     evaluation.add_argument("--max-examples", type=int, help="default: EvalOptions in studio/evaluate.py (32)")
     evaluation.add_argument("--max-new-tokens", type=int, help="per answer (default 40; probe answers 16)")
     evaluation.add_argument("--batch-size", type=int, help="answers decoded together (default 16)")

@@ -1,8 +1,14 @@
 """Evaluation of a run, base vs tuned: held-out loss/perplexity, task metrics, a capability probe.
 
-- Eval loss is the mean token cross-entropy on the assistant replies (the loss the SFT trainers
-  optimise), perplexity its exponential. Both are kept per example (loss sum, tokens), so their
-  difference gets a paired bootstrap CI like every other metric (studio.stats).
+- Eval loss is the mean token cross-entropy on the tokens the run's SFT trains (the loss the SFT
+  trainers optimise): each row is rendered and labelled by studio.data.render, the function SFT's
+  labels come from, with the run's loss_on / max_length / truncation_side and the row's tools
+  schemas, so the eval loss scores what training trained. Perplexity is its exponential. Both are
+  kept per example (loss sum, tokens), so their difference gets a paired bootstrap CI like every
+  other metric (studio.stats).
+- A separate eval file is checked against the run's training rows (studio.data.split): copies are
+  reported ("N of M eval rows are in (or near copies of) this run's training rows") and, by
+  default, left out (`drop_overlap`).
 - Task metrics where references exist: exact match (SQuAD normalisation), ROUGE-L (`rouge-score`)
   and corpus BLEU (`sacrebleu`, bootstrapped from its per-sentence n-gram statistics).
 - Every metric: {base, tuned, delta, ci, verdict, n}; the verdict is "better"/"worse" only when the
@@ -54,43 +60,55 @@ class EvalOptions:
     probe_max_new_tokens: int = PROBE_MAX_NEW_TOKENS
     judge: str | None = None  # a local model source (e.g. `embedded`) to judge base vs tuned
     batch_size: int = 16
+    drop_overlap: bool = True  # leave out eval-file rows that are in (or near copies of) the run's training rows
 
 
-def eval_examples(record, options: EvalOptions) -> tuple[list[list[dict]], dict]:
-    """The conversations to evaluate on, and where they came from: `studio.data.split.eval_rows`, the
-    one split (an explicit file; the run's held-out rows from split.json; `<data>.heldout.jsonl`;
-    else the training rows, labelled as such). `source["rows"]` lists the row ids evaluated."""
+def eval_examples(record, options: EvalOptions) -> tuple[list[dict], dict]:
+    """The examples to evaluate on ({"messages", "tools" when the row has them}), and where they came
+    from: `studio.data.split.eval_rows`, the one split (an explicit file, checked against the run's
+    training rows; the run's held-out rows from split.json; `<data>.heldout.jsonl`; else the training
+    rows, labelled as such). `source["rows"]` lists the row ids evaluated."""
     from .data.split import eval_rows
 
-    return eval_rows(record.run_dir, data=options.data, max_examples=options.max_examples)
+    return eval_rows(record.run_dir, data=options.data, max_examples=options.max_examples, drop_overlap=options.drop_overlap)
+
+
+def run_loss_settings(record) -> dict:
+    """The run's loss settings for `studio.data.render` (loss_on, max_length, truncation_side), from its config."""
+    from .config import RunConfig
+    from .data.render import loss_settings
+
+    return loss_settings(RunConfig.of_run(record.run_dir) or RunConfig())
+
+
+def loss_inputs(examples: list[dict], tokenizer, settings: dict | None = None) -> list[tuple[list[int], list[int]]]:
+    """Per example (input_ids, labels): exactly what SFT trains on it (`studio.data.render`, the run's
+    loss settings, its tools schemas); labels are -100 where no loss is taken."""
+    from .data.render import render
+
+    return [render(example, tokenizer, **(settings or {})).labels() for example in examples]
 
 
 @torch.inference_mode()
-def completion_loss(side: chat.Side, conversations: list[list[dict]], batch_size: int = 8, tick: Callable[[int], None] | None = None) -> list[tuple[float, int]]:
-    """Per example: (summed cross-entropy over the reply tokens, reply tokens). The prompt is masked, as
-    in completion-only SFT; the eval loss is the sum of the first over the sum of the second."""
+def completion_loss(side: chat.Side, examples: list[dict], batch_size: int = 8, tick: Callable[[int], None] | None = None,
+                    *, settings: dict | None = None) -> list[tuple[float, int]]:
+    """Per example: (summed cross-entropy over its trained tokens, their count), the tokens being those
+    the run's SFT trains (`loss_inputs` with `settings`, see `run_loss_settings`); the eval loss is the
+    sum of the first over the sum of the second. Labels are shifted as in training (position t scores
+    the prediction made at t-1)."""
     tokenizer = side.base.tokenizer
-    sequences = []
-    for convo in conversations:
-        prompt = tokenizer.apply_chat_template(convo[:-1], add_generation_prompt=True, tokenize=False)
-        full = tokenizer.apply_chat_template(convo, tokenize=False)
-        if not full.startswith(prompt):
-            raise StudioError("the chat template renders the reply before the prompt ends; cannot mask the prompt.")
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        reply_ids = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
-        sequences.append((prompt_ids, reply_ids))
+    sequences = loss_inputs(examples, tokenizer, settings)
     per_example: list[tuple[float, int]] = []
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     for start in range(0, len(sequences), batch_size):
         chunk = sequences[start : start + batch_size]
-        width = max(len(p) + len(r) for p, r in chunk)
+        width = max(len(seq) for seq, _ in chunk)
         ids = torch.full((len(chunk), width), pad, dtype=torch.long)
         labels = torch.full((len(chunk), width), -100, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, (prompt_ids, reply_ids) in enumerate(chunk):
-            seq = prompt_ids + reply_ids
-            ids[row, : len(seq)] = torch.tensor(seq)
-            labels[row, len(prompt_ids) : len(seq)] = torch.tensor(reply_ids)
+        for row, (seq, seq_labels) in enumerate(chunk):
+            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            labels[row, : len(seq)] = torch.tensor(seq_labels, dtype=torch.long)
             mask[row, : len(seq)] = 1
         with side.active() as model:
             logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float().cpu()
@@ -164,10 +182,29 @@ def is_held_out(source: dict) -> bool:
     return not ("not held out" in kind or kind.startswith("train"))
 
 
+def overlap_warning(source: dict) -> str | None:
+    """What the eval file's check against the run's training rows found (studio.data.split.overlap_with_training)."""
+    overlap = source.get("overlap")
+    if not overlap:
+        return None
+    if not overlap.get("checked"):
+        return f"Could not check the eval rows against this run's training rows ({overlap.get('reason', 'unknown')}): they may include trained rows."
+    if not overlap["copies"]:
+        return None
+    text = f"{overlap['copies']} of {overlap['rows']} eval rows are in (or near copies of) this run's training rows"
+    if overlap.get("dropped"):
+        return text + f"; they were left out, so the figures are on the {source.get('examples', '?')} other rows (a file without them holds out more)."
+    return (text + f"; {overlap.get('evaluated', overlap['copies'])} of the {source.get('examples', '?')} rows scored were trained on, so the figures are "
+            "partly measured on training data (evaluate only the clean rows: --drop-overlap, the default).")
+
+
 def honesty_warnings(source: dict) -> list[str]:
     warnings = []
     if not is_held_out(source):
         warnings.append("Not held out: these rows were trained on, so this says little about new inputs.")
+    overlap = overlap_warning(source)
+    if overlap:
+        warnings.append(overlap)
     examples = int(source.get("examples") or 0)
     if 0 < examples < 20:
         warnings.append(f"Only {examples} examples: the intervals are wide; a held-out set of 50+ tells more.")
@@ -435,13 +472,10 @@ class Tracker:
 
 
 def describe_progress(state: dict) -> str:
-    """'k/N examples · ETA 1m05s · answers (tuned)': one line for stderr and the UI."""
-    from .jobs.progress import format_seconds
+    """'k/N examples · ETA 1m05s · answers (tuned)': one line for stderr and the UI (studio.jobs.overview, torch-free)."""
+    from .jobs.overview import eval_progress_text
 
-    text = f"{state['done']}/{state['total']} examples"
-    if state.get("eta") is not None:
-        text += f" · ETA {format_seconds(state['eta'])}"
-    return text + f" · {state.get('phase', '')}"
+    return eval_progress_text(state)
 
 
 def _answer(side, conversations, settings, batch_size, tracker: Tracker) -> list[str]:
@@ -461,7 +495,9 @@ def evaluate_run(record, options: EvalOptions | None = None, progress: Callable[
     (EvalCancelled is raised when it says so)."""
     options = options or EvalOptions()
     started = time.time()
-    conversations, source = eval_examples(record, options)
+    examples, source = eval_examples(record, options)
+    conversations = [example["messages"] for example in examples]
+    settings = run_loss_settings(record)
     probes = load_probes(options.probe_file) if options.probes else []
     steps = plan(len(conversations), len(probes), options)
     tracker = Tracker(steps, measured_rates(record), progress, should_stop)
@@ -483,7 +519,9 @@ def evaluate_run(record, options: EvalOptions | None = None, progress: Callable[
             tracker.tick(units, now - clock[0])
             clock[0] = now
 
-        losses[name] = [[total, count] for total, count in completion_loss(side, conversations, options.batch_size, tick=tick)]
+        losses[name] = [[total, count] for total, count in completion_loss(side, examples, options.batch_size, tick=tick, settings=settings)]
+    # what the loss scored, per row (the same count `data render --json` gives as trained_tokens)
+    source["loss"] = {**settings, "scored_tokens": [count for _, count in losses["base"]]}
 
     prompts = [c[:-1] for c in conversations]
     references = [c[-1]["content"] for c in conversations]

@@ -33,8 +33,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-import yaml
-
 from . import models, paths
 from .errors import StudioError
 from .resources import asset
@@ -508,8 +506,8 @@ def check_prompts(record) -> list[list[dict]]:
     from .evaluate import EvalOptions, eval_examples
 
     try:
-        conversations, _ = eval_examples(record, EvalOptions(max_examples=CHECK_PROMPTS))
-        return [convo[:-1] for convo in conversations]
+        examples, _ = eval_examples(record, EvalOptions(max_examples=CHECK_PROMPTS))
+        return [example["messages"][:-1] for example in examples]
     except StudioError:  # the training data is gone: the fixed check prompt still says something
         return [[{"role": "user", "content": VERIFY_PROMPT}]]
 
@@ -730,8 +728,10 @@ def model_card(record, fmt: str, summary: dict, *, push: str | None = None):
 
     from .evaluate import latest_results, summary_markdown
 
+    from .config import RunConfig
+
     config_text = (Path(record.run_dir) / "config.yaml").read_text() if (Path(record.run_dir) / "config.yaml").is_file() else ""
-    cfg = yaml.safe_load(config_text) or {}
+    cfg = RunConfig.of_run(record.run_dir)  # the card shows the file as written; what it reads comes typed
     base = summary["base_model"]
     on_hub = "base_model_note" not in summary
     results = latest_results(record)
@@ -757,7 +757,7 @@ def model_card(record, fmt: str, summary: dict, *, push: str | None = None):
             lines.append(f"- the f16 conversion they were quantized from (not kept): {check_line(summary['conversion_check'])}")
     lines += ["", "## How to use", "", usage_snippet(fmt, summary, push), "", "## Training config", "", "```yaml", config_text.strip(), "```", "",
               "Reproduce it headless: `python -m studio train config.yaml`.", "", "## Dataset", "", "```json",
-              json.dumps(dataset_manifest(str(cfg.get("data", record.dataset))), indent=2), "```", "", "## Training result", "", "```json",
+              json.dumps(dataset_manifest(str(cfg.data if cfg and cfg.data else record.dataset)), indent=2), "```", "", "## Training result", "", "```json",
               json.dumps(record.final_metrics, indent=2), "```", "", "## Evaluation", "",
               summary_markdown(results) if results else "Not evaluated yet: run `python -m studio eval RUN_ID` before exporting to include results here."]
     checks = summary.get("verification") or summary.get("checks")

@@ -245,6 +245,12 @@ def render(example: dict, tokenizer, *, loss_on: str = "all_assistant", max_leng
     return Rendered(full, ids, offsets, trained, keep, tools_included, fallback, texts_)
 
 
+def loss_settings(cfg) -> dict:
+    """`render`'s keyword arguments for a run's RunConfig: what its SFT trains (full SFT: every token).
+    SFT's labels and the eval loss (studio.evaluate) both take them from here."""
+    return {"loss_on": "all" if cfg.method == "full" else cfg.loss_on, "max_length": cfg.max_length, "truncation_side": cfg.truncation_side}
+
+
 def trained_tokens(example: dict, tokenizer, *, mode: str = "all_assistant", max_length: int | None = None, truncation_side: str = "right") -> list[Token]:
     """Per-token view of `render` (the Data tab)."""
     return render(example, tokenizer, loss_on=mode, max_length=max_length, truncation_side=truncation_side).tokens()
@@ -302,4 +308,4 @@ def notes(rendered: Rendered, max_length: int | None) -> list[str]:
     return out
 
 
-__all__ = ["LOSS_ON", "MODES", "Rendered", "Support", "Token", "describe", "notes", "prompt_and_reply", "render", "template_messages", "template_support", "texts", "tokens_html", "tools_block", "trained_tokens"]
+__all__ = ["LOSS_ON", "MODES", "Rendered", "Support", "Token", "describe", "loss_settings", "notes", "prompt_and_reply", "render", "template_messages", "template_support", "texts", "tokens_html", "tools_block", "trained_tokens"]

@@ -21,7 +21,9 @@ A run writes `split.json` in its folder: {"source": the data path, "train": [row
 [row ids], ...}; `eval_rows(run_dir)` reads it back for evaluation.
 
 Contamination: `contamination(loaded, split)` finds train rows that are exact or near copies
-(MinHash, studio.data.clean) of an eval row; `drop_contaminated` removes them from train.
+(MinHash, studio.data.clean) of an eval row; `drop_contaminated` removes them from train. The same
+pairs (`copy_pairs`) check a separate eval file against a run's train rows (`overlap_with_training`:
+"N of M eval rows are in (or near copies of) this run's training rows"); evaluation drops them by default.
 """
 
 from __future__ import annotations
@@ -163,26 +165,115 @@ def contamination(loaded: Loaded, split: Split, threshold: float | None = NEAR_T
     Uses studio.data.clean's example key and near-duplicate clusters, the same as the cleaning step.
     `threshold=None` checks exact copies only."""
     result = Contamination(eval_rows=len(split.eval), threshold=threshold or 0.0)
-    if not split.eval or not split.train:
-        return result
-    by_id = examples_by_id(loaded)
-    eval_by_key: dict[str, int] = {}
-    for row in split.eval:
-        eval_by_key.setdefault(example_key(by_id[row]), row)
-    for row in split.train:
-        match = eval_by_key.get(example_key(by_id[row]))
-        if match is not None:
-            result.exact[row] = match
+    exact, near = copy_pairs(examples_by_id(loaded), split.train, split.eval, threshold)
+    for train_row, eval_row in exact:
+        result.exact.setdefault(train_row, eval_row)
+    for train_row, eval_row in near:
+        result.near.setdefault(train_row, eval_row)
+    return result
+
+
+def copy_pairs(by_id: dict, train: list, evaluation: list, threshold: float | None = NEAR_THRESHOLD) -> tuple[list[tuple], list[tuple]]:
+    """(exact, near): every (train row, eval row) pair where the train row is the same example as the
+    eval row, or (not exact) in one MinHash near-duplicate cluster with it (Jaccard >= threshold),
+    in eval-row order. `by_id` maps both sides' ids to internal examples (the ids must not collide)."""
+    if not evaluation or not train:
+        return [], []
+    eval_by_key: dict[str, list] = {}
+    for row in evaluation:
+        eval_by_key.setdefault(example_key(by_id[row]), []).append(row)
+    exact = [(row, match) for row in train for match in eval_by_key.get(example_key(by_id[row]), [])]
+    near = []
     if threshold:
-        eval_set = set(split.eval)
-        ids = [i for i in split.train if i not in result.exact] + list(split.eval)
+        eval_set, matched = set(evaluation), {t for t, _ in exact}
+        ids = [i for i in train if i not in matched] + list(evaluation)
         for group in near_duplicate_clusters(by_id, threshold, indices=ids):
             evals = [i for i in group if i in eval_set]
-            if evals:
-                for row in group:
-                    if row not in eval_set:
-                        result.near[row] = evals[0]
-    return result
+            near += [(row, e) for row in group if row not in eval_set for e in evals]
+    return exact, near
+
+
+@dataclass
+class Overlap:
+    """Rows of a separate eval file that are in (or near copies of) a run's training rows:
+    eval row id -> the train row id it copies (ids of each file as loaded)."""
+
+    rows: int  # eval rows checked
+    train_source: str
+    exact: dict[int, int] = field(default_factory=dict)
+    near: dict[int, int] = field(default_factory=dict)
+    threshold: float = NEAR_THRESHOLD
+
+    @property
+    def ids(self) -> list[int]:
+        return sorted(set(self.exact) | set(self.near))
+
+    def summary(self) -> str:
+        return (f"{len(self.ids)} of {self.rows} eval rows are in (or near copies of) this run's training rows "
+                f"({len(self.exact)} exact, {len(self.near)} near, Jaccard ≥ {self.threshold})")
+
+    def to_json(self) -> dict:
+        return {"checked": True, "rows": self.rows, "copies": len(self.ids), "exact": len(self.exact), "near": len(self.near),
+                "threshold": self.threshold, "train_source": self.train_source, "row_ids": self.ids,
+                "pairs": [[e, t] for e, t in sorted({**self.near, **self.exact}.items())], "summary": self.summary()}
+
+
+def _signature(path: Path) -> tuple:
+    try:
+        stat = path.stat()
+        return str(path), stat.st_mtime_ns, stat.st_size
+    except OSError:
+        return str(path), None, None
+
+
+def _run_split_and_config(run_dir: str | Path):
+    from ..config import RunConfig
+
+    cfg = RunConfig.of_run(run_dir) or RunConfig()
+    split = read(run_dir)
+    return split, cfg, str(split.source if split else cfg.data)
+
+
+def run_train_rows(run_dir: str | Path) -> tuple[Loaded, Split]:
+    """The run's training data and split: RUN/split.json, or for a run older than split.json the same
+    `make_split` from its config. StudioError when the training data is gone."""
+    split, cfg, named = _run_split_and_config(run_dir)
+    train_path = Path(named)
+    if not named or not train_path.exists():
+        raise StudioError(f"the run's training data {named or '(none recorded)'} is gone.", hint="Pass an eval file (--data FILE).")
+    loaded = load_dataset_file(train_path)
+    if split is None:  # a run from before split.json: the same rule, from its config
+        split = make_split(loaded, cfg.eval_fraction, cfg.seed, source=train_path)
+    return loaded, split
+
+
+def overlap_with_training(run_dir: str | Path, loaded: Loaded, ids: list[int], threshold: float | None = NEAR_THRESHOLD) -> Overlap:
+    """Which of the rows `ids` of a separate eval file (`loaded`) are exact or near copies of the run's
+    train rows (split.json "train"): the contamination check of `copy_pairs`, across two files.
+    Cached per (run, eval file, both files' mtimes): the Evaluate tab asks on every option change."""
+    named = _run_split_and_config(run_dir)[2]
+    key = (_signature(Path(run_dir) / SPLIT_FILE), _signature(Path(run_dir) / "config.yaml"), _signature(Path(named)),
+           _signature(Path(loaded.path)), tuple(ids), threshold)
+    if key not in _OVERLAPS:
+        train_loaded, split = run_train_rows(run_dir)
+        by_train = examples_by_id(train_loaded)
+        by_eval = examples_by_id(loaded)
+        # one id space for both files: train ids as they are, eval row i as -1 - i
+        by_id = {**{i: by_train[i] for i in split.train if i in by_train}, **{-1 - i: by_eval[i] for i in ids if i in by_eval}}
+        exact, near = copy_pairs(by_id, [i for i in split.train if i in by_train], [-1 - i for i in ids if i in by_eval], threshold)
+        found = Overlap(len(ids), str(split.source), threshold=threshold or 0.0)
+        for train_row, eval_key in exact:
+            found.exact.setdefault(-1 - eval_key, train_row)
+        for train_row, eval_key in near:
+            if -1 - eval_key not in found.exact:
+                found.near.setdefault(-1 - eval_key, train_row)
+        if len(_OVERLAPS) > 16:
+            _OVERLAPS.clear()
+        _OVERLAPS[key] = found
+    return _OVERLAPS[key]
+
+
+_OVERLAPS: dict[tuple, Overlap] = {}
 
 
 def drop_contaminated(split: Split, found: Contamination) -> Split:
@@ -273,32 +364,42 @@ def for_run(cfg, run_dir: str | Path | None, loaded: Loaded | None = None, log: 
     return loaded, split
 
 
-def eval_rows(run_dir: str | Path, *, data: str | Path | None = None, max_examples: int | None = 64) -> tuple[list[list[dict]], dict]:
-    """The conversations to evaluate a run on, and where they came from (`source`).
+def eval_example(example: dict) -> dict:
+    """What evaluation scores of an internal example: its conversation and, when it has them, its tools
+    schemas (they reach the chat template exactly as in training, through studio.data.render)."""
+    return {"messages": example["messages"], **({"tools": example["tools"]} if example.get("tools") else {})}
+
+
+def eval_rows(run_dir: str | Path, *, data: str | Path | None = None, max_examples: int | None = 64,
+              drop_overlap: bool = True) -> tuple[list[dict], dict]:
+    """The examples to evaluate a run on ({"messages", "tools" when the row has them}; see
+    `eval_example`), and where they came from (`source`).
 
     Order of preference: an explicit file `data` (all its usable rows); the run's held-out rows
     (split.json, or for a run older than split.json the same `make_split` from its config); a
     `<data stem>.heldout.jsonl` beside the training data; else the training rows themselves,
     labelled as such. `source["rows"]` lists the row ids evaluated, in order (ids of the file named
     in `source["path"]`); with a held-out split they are a subset of split.json's "eval".
-    Only rows whose conversation ends with an assistant reply are evaluated, at most `max_examples`.
-    """
-    from ..config import RunConfig
 
+    A separate eval file (explicit or the companion) is checked against the run's train rows with
+    the split's contamination machinery (`overlap_with_training`): `source["overlap"]` says how many
+    of its rows are exact or near copies, and with `drop_overlap` (the default: a base-vs-tuned figure
+    is about new inputs) those rows are left out (`source["overlap"]["dropped"]`).
+    Only rows whose conversation ends with an assistant reply are evaluated, at most `max_examples`;
+    KTO rows labelled undesirable are no reference answer and are skipped (`source["undesirable_skipped"]`).
+    """
     run_dir = Path(run_dir)
+    separate = bool(data)
     if data:
         loaded = load_dataset_file(data)
         ids = usable_ids(loaded)
         source = {"kind": "file", "path": str(data)}
     else:
-        cfg = RunConfig.of_run(run_dir) or RunConfig()
-        split = read(run_dir)
-        train_path = Path(str(split.source if split else cfg.data))
-        if not train_path.exists():
-            raise StudioError(f"the run's training data {train_path} is gone, so there is nothing to evaluate on.", hint="Pass an eval file (--data FILE).")
-        loaded = load_dataset_file(train_path)
-        if split is None:  # a run from before split.json: the same rule, from its config
-            split = make_split(loaded, cfg.eval_fraction, cfg.seed, source=train_path)
+        try:
+            loaded, split = run_train_rows(run_dir)
+        except StudioError as err:
+            raise StudioError(f"{err.message.rstrip('.')}, so there is nothing to evaluate on.", hint=err.hint) from None
+        train_path = Path(split.source)
         companion = train_path.with_name(train_path.stem + ".heldout.jsonl")
         if split.eval:
             ids = split.eval
@@ -307,15 +408,40 @@ def eval_rows(run_dir: str | Path, *, data: str | Path | None = None, max_exampl
             loaded = load_dataset_file(companion)
             ids = usable_ids(loaded)
             source = {"kind": "held-out file", "path": str(companion)}
+            separate = True
         else:
             ids = split.train
             source = {"kind": "training data (not held out)", "path": str(train_path)}
     by_id = examples_by_id(loaded)
-    picked = [(i, by_id[i]["messages"]) for i in ids if i in by_id and by_id[i]["messages"] and by_id[i]["messages"][-1]["role"] == "assistant"]
-    if max_examples is not None:
-        picked = picked[:max_examples]
+    usable = [i for i in ids if i in by_id and by_id[i]["messages"] and by_id[i]["messages"][-1]["role"] == "assistant"]
+    undesirable = [i for i in usable if by_id[i].get("label") is False]
+    if undesirable:
+        usable = [i for i in usable if i not in set(undesirable)]
+        source["undesirable_skipped"] = len(undesirable)
+    if separate:
+        try:
+            found = overlap_with_training(run_dir, loaded, usable)
+        except StudioError as err:  # the training data is gone: say the check could not run
+            source["overlap"] = {"checked": False, "reason": err.message}
+        else:
+            source["overlap"] = {**found.to_json(), "dropped": bool(drop_overlap and found.ids)}
+            if drop_overlap and found.ids:
+                gone = set(found.ids)
+                if len(gone) == len(usable):
+                    raise StudioError(
+                        f"all {len(usable)} rows of {source['path']} are in (or near copies of) this run's training rows, so none is held out.",
+                        where=source["path"],
+                        hint="Leave the eval file empty to use the run's held-out split, or evaluate them anyway (--no-drop-overlap; "
+                             "the Evaluate tab: untick 'Evaluate only rows not trained on'), labelled as trained-on rows.",
+                    )
+                usable = [i for i in usable if i not in gone]
+    picked = usable[:max_examples] if max_examples is not None else usable
     if not picked:
         raise StudioError(f"no usable examples to evaluate on in {source['path']}.", hint="Each example needs an assistant reply.")
-    source["rows"] = [i for i, _ in picked]
+    source["rows"] = picked
     source["examples"] = len(picked)
-    return [c for _, c in picked], source
+    if source.get("overlap", {}).get("checked"):
+        source["overlap"]["evaluated"] = len(set(picked) & set(source["overlap"]["row_ids"]))  # copies among the rows scored
+        if source["overlap"]["evaluated"] == len(picked):
+            source["held_out"] = False  # every row scored was trained on
+    return [eval_example(by_id[i]) for i in picked], source

@@ -25,9 +25,9 @@ from typing import Callable
 from ..errors import StudioError
 from . import registry
 from .metrics import CANCEL_FILE
-
-PROGRESS_FILE = "progress.json"
-KIND = "eval"
+from .overview import EVAL_KIND as KIND
+from .overview import EVAL_PROGRESS_FILE as PROGRESS_FILE
+from .overview import read_eval_progress
 
 
 def option_args(options) -> list[str]:
@@ -38,6 +38,8 @@ def option_args(options) -> list[str]:
             "--batch-size", str(options.batch_size)]
     if options.data:
         args += ["--data", str(options.data)]
+    if not options.drop_overlap:
+        args.append("--no-drop-overlap")
     if not options.probes:
         args.append("--no-probes")
     elif str(options.probe_file) != str(EvalOptions().probe_file):
@@ -145,10 +147,7 @@ def active_for(run_id: str) -> registry.RunRecord | None:
 
 
 def read_progress(job: registry.RunRecord) -> dict | None:
-    try:
-        return json.loads((Path(job.run_dir) / PROGRESS_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+    return read_eval_progress(job.run_dir)
 
 
 def cancel(job_id: str) -> str:

@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import registry
@@ -101,6 +101,7 @@ class Overview:
     hardware: Hardware
     active: ActiveRun | None
     queued: int  # runs waiting for the GPU (the active run is not counted)
+    evals: list["EvalJob"] = field(default_factory=list)  # evaluations running or queued (studio.jobs.evaljob)
 
 
 def overview() -> Overview:
@@ -113,4 +114,83 @@ def overview() -> Overview:
         rows = tail_metrics(record.run_dir / "metrics.jsonl")
         active = ActiveRun(record.id, record.name, record.status, progress_from(rows, record.started, time.time()))
     waiting = len(queued) - (1 if record is not None and record.status == "queued" else 0)
-    return Overview(hardware(), active, waiting)
+    return Overview(hardware(), active, waiting, [job for job in eval_jobs() if job.live])
+
+
+# ----- Evaluation jobs (registry kind `eval`, studio.jobs.evaljob): here, torch-free, for the status bar and the Runs tab
+
+EVAL_KIND = "eval"
+EVAL_PROGRESS_FILE = "progress.json"  # written by the job after every batch: {done, total, phase, elapsed, eta, updated}
+
+
+def read_eval_progress(job_dir: Path) -> dict | None:
+    import json
+
+    try:
+        state = json.loads((Path(job_dir) / EVAL_PROGRESS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) and {"done", "total"} <= set(state) else None
+
+
+def eval_progress_text(state: dict) -> str:
+    """'k/N examples · ETA 1m05s · answers (tuned)': one line for stderr, the Evaluate tab, the Runs tab and the status bar."""
+    from .progress import format_seconds
+
+    text = f"{state['done']}/{state['total']} examples"
+    if state.get("eta") is not None:
+        text += f" · ETA {format_seconds(state['eta'])}"
+    elif state["done"] < state["total"]:
+        text += " · ETA …"
+    return text + (f" · {state['phase']}" if state.get("phase") else "")
+
+
+@dataclass
+class EvalJob:
+    id: str
+    run_id: str  # the evaluated run
+    run_name: str
+    status: str
+    created: float
+    folder: Path
+    message: str | None
+    summary: dict  # the registry's final metrics: {name: {base, tuned, delta, ci, verdict}}
+    progress: dict | None  # progress.json of a running job
+
+    @property
+    def live(self) -> bool:
+        return self.status in ("queued", "running")
+
+    @property
+    def report(self) -> Path | None:
+        """Its self-contained report.html, once written."""
+        path = self.folder / "report.html"
+        return path if path.is_file() else None
+
+    def progress_text(self) -> str:
+        """'k/N examples · ETA …' while it runs; its outcome once finished."""
+        if self.status == "queued":
+            return "queued"
+        if self.status == "running":
+            return eval_progress_text(self.progress) if self.progress else "starting: loading the model…"
+        if self.status == "completed":
+            loss = self.summary.get("eval_loss")
+            if isinstance(loss, dict) and isinstance(loss.get("base"), (int, float)) and isinstance(loss.get("tuned"), (int, float)):
+                return f"eval loss {loss['base']:.3f} → {loss['tuned']:.3f} ({loss.get('verdict', '?')})"
+            return "completed"
+        return f"{self.status}" + (f": {self.message}" if self.message else "")
+
+    def describe(self) -> str:
+        """The status bar's item: 'Evaluating NAME · 12/64 examples · ETA 40s · answers (base)'."""
+        return f"Evaluating {self.run_name} · {self.progress_text()}"
+
+
+def eval_jobs(limit: int = 50) -> list[EvalJob]:
+    """Evaluation jobs, newest first, with the progress of the running ones (registry rows are reconciled
+    with their processes, so a killed evaluation reads `interrupted`, never running forever)."""
+    jobs = []
+    for job in registry.list_runs(limit=limit, kind=EVAL_KIND):
+        name = job.name[len("eval of "):] if job.name.startswith("eval of ") else job.name
+        progress = read_eval_progress(job.run_dir) if job.status == "running" else None
+        jobs.append(EvalJob(job.id, job.dataset, name, job.status, job.created, Path(job.run_dir), job.message, job.final_metrics or {}, progress))
+    return jobs

@@ -46,15 +46,16 @@ def sft_rows(examples: list[dict], tokenizer, cfg: RunConfig, ctx: RunContext, p
     Drops KTO's undesirable rows and the rows whose trained part lies entirely past max_length,
     and logs how many.
     """
-    from ..data.render import render
+    from ..data.render import loss_settings, render
 
-    loss_on = "all" if cfg.method == "full" else cfg.loss_on
+    settings = loss_settings(cfg)
+    loss_on = settings["loss_on"]
     rows, undesirable, cut, partial, fallback = [], 0, 0, 0, 0
     for example in examples:
         if example.get("label") is False:  # KTO: an undesirable answer is never a target
             undesirable += 1
             continue
-        rendered = render(example, tokenizer, loss_on="all" if "text" in example else loss_on, max_length=cfg.max_length, truncation_side=cfg.truncation_side)
+        rendered = render(example, tokenizer, **{**settings, "loss_on": "all" if "text" in example else loss_on})
         fallback += rendered.tools_fallback
         if rendered.cut == "entire" or not rendered.trained_kept:
             cut += 1

@@ -45,6 +45,13 @@ def test_eval_job_survives_a_reload_and_cancels_within_10_s(demo_server, page, m
     assert demo_server["run_id"] in page.locator("#eval-run input").input_value()
     (job,) = [j for j in registry.list_runs(kind="eval") if j.status in ("queued", "running")]
     assert job.dataset == demo_server["run_id"]
+    # an evaluation is a job like a run: the status bar and the Runs tab show it with its progress
+    page.locator("#studio-status").get_by_text(re.compile(r"Evaluating .* \d+/\d+ examples")).wait_for(timeout=15_000)
+    page.get_by_role("tab", name="Runs").click()
+    page.locator("#runs-evals").get_by_text(PROGRESS).wait_for(timeout=15_000)
+    assert job.id in page.locator("#runs-evals").inner_text()
+    page.get_by_role("tab", name="Evaluate").click()
+    status.get_by_text(PROGRESS).wait_for(timeout=15_000)
 
     started = time.time()
     page.locator("#eval-cancel").click()

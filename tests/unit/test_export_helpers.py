@@ -256,3 +256,22 @@ def test_llama_cpp_is_installed_on_first_need_with_a_message_or_one_line(tmp_pat
         export.ensure_llama_cpp(lambda fraction, message: messages.append(message))
     assert messages == [f"installing llama-cpp-python: builds llama.cpp once, about {export.LLAMA_BUILD_MINUTES} min on 2 cores"]
     assert "\n" not in str(caught.value) and "make llama-cpp" in str(caught.value)
+
+
+def test_model_card_reads_the_run_config_typed(tmp_path):
+    """The card shows config.yaml as written and the manifest of the run's data (read through
+    RunConfig.of_run); without a config, of the registry's dataset path."""
+    from types import SimpleNamespace
+
+    from studio.export import model_card
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(f"# as saved\nmethod: lora\ndata: {DEMO_DATA}\nlearning_rate: 0.001\n")
+    record = SimpleNamespace(run_dir=str(run_dir), name="card-run", method="lora", id="r-card", status="completed",
+                             dataset="registry-copy.jsonl", final_metrics={"train_loss": 1.0})
+    card = str(model_card(record, "adapter", {"base_model": "HuggingFaceTB/SmolLM2-135M-Instruct", "out": str(tmp_path / "out")}))
+    manifest = dataset_manifest(str(DEMO_DATA))
+    assert "# as saved" in card and manifest["sha256"] in card and "registry-copy.jsonl" not in card
+    (run_dir / "config.yaml").unlink()  # no config: the registry's dataset path
+    assert "registry-copy.jsonl" in str(model_card(record, "adapter", {"base_model": "b/m", "out": str(tmp_path / "out")}))

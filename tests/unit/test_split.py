@@ -98,7 +98,7 @@ def test_for_run_writes_split_json_and_eval_rows_reads_the_held_out_rows(tmp_pat
     cfg.save(run_dir / "config.yaml")
     conversations, source = S.eval_rows(run_dir, max_examples=2)
     assert source["kind"] == "held-out split" and source["rows"] == saved["eval"][:2] and len(conversations) == 2
-    assert conversations[0][-1]["content"] == f"Good answer {source['rows'][0]}."
+    assert conversations[0]["messages"][-1]["content"] == f"Good answer {source['rows'][0]}."
 
 
 def test_eval_rows_of_a_run_older_than_split_json_recreates_the_same_split(tmp_path):
