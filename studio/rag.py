@@ -126,20 +126,11 @@ def citations_text(hits: list[tuple[Passage, float]]) -> str:
 
 def stream_three(engine, question: str, index: RagIndex, settings, k: int = 3) -> Iterator[tuple[str, str, str]]:
     """(base, base+RAG, tuned) texts after every token. `engine` is a studio.chat.ChatEngine
-    (for a run, or base_only; then the third column repeats the base model).
-
-    Why chat._Decoder directly: three answers interleave token by token from one copy of the weights,
-    which ChatEngine's public pair API covers for two sides only.
-    """
-    from .chat import _Decoder
+    (for a run, or base_only; then the third column repeats the base model). The three answers decode
+    together, in the batched forwards of the generation engine (studio.engine)."""
+    from . import engine as generation
 
     plain = [{"role": "user", "content": question}]
     augmented = rag_messages(question, index.search(question, k))
-    decoders = [_Decoder(engine.base_side, plain, settings), _Decoder(engine.base_side, augmented, settings),
-                _Decoder(engine.tuned_side, plain, settings)]
-    texts = ["", "", ""]
-    while not all(d.done for d in decoders):
-        for n, decoder in enumerate(decoders):
-            if not decoder.done:
-                texts[n] = decoder.step()
+    for texts in generation.stream([(engine.base_side, plain), (engine.base_side, augmented), (engine.tuned_side, plain)], settings):
         yield texts[0], texts[1], texts[2]

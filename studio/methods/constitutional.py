@@ -38,41 +38,38 @@ GENERATIONS = "generations.jsonl"
 
 
 class Generator:
-    """Batched sampling from one model through its chat template (left padding for generation)."""
+    """One model answering through the studio's generation engine (sampled, batched, a seed per answer)
+    and judging by comparing logits. Its weights are its own (not the chat pool's): `close()` frees them."""
 
     def __init__(self, source: str, cfg: RunConfig):
-        self.resolved = models.resolve(source)
-        self.tokenizer = prepare_tokenizer(self.resolved)
-        self.tokenizer.padding_side = "left"
-        self.model = models.load_causal_lm(self.resolved)
-        self.model.eval()
-        self.cfg = cfg
+        from ..engine import LoadedBase, Side
 
-    @torch.no_grad()
+        self.resolved = models.resolve(source)
+        self.side = Side(LoadedBase(self.resolved, tokenizer=prepare_tokenizer(self.resolved)), None, self.resolved.display_name)
+        self.tokenizer = self.side.base.tokenizer
+        self.cfg = cfg
+        self._answered = 0  # answers so far: answer n samples with seed cfg.seed + n
+
     def reply(self, conversations: list[list[dict]]) -> list[str]:
-        texts = [self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
-        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
-        output = self.model.generate(
-            **batch,
-            max_new_tokens=self.cfg.response_length,
-            do_sample=True,
-            temperature=0.7,
-            top_p=0.9,
-            eos_token_id=self.tokenizer.eos_token_id,
-            pad_token_id=self.tokenizer.pad_token_id,
-        )
-        new = output[:, batch["input_ids"].shape[1]:]
-        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        from ..engine import GenerationSettings, generate_batch
+
+        settings = GenerationSettings(temperature=0.7, top_p=0.9, max_new_tokens=self.cfg.response_length, seed=self.cfg.seed + self._answered)
+        self._answered += len(conversations)
+        return generate_batch(self.side, conversations, settings, batch_size=max(1, len(conversations)))
 
     @torch.no_grad()
     def prefers_first(self, question: str) -> tuple[bool, float]:
         """Multiple-choice judgement as in the paper: compare the probabilities of (A) and (B)."""
         text = self.tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
-        ids = self.tokenizer(text + "The answer is: (", return_tensors="pt", add_special_tokens=False).to(self.model.device)
-        logits = self.model(**ids).logits[0, -1]
+        ids = self.tokenizer(text + "The answer is: (", return_tensors="pt", add_special_tokens=False)
+        with self.side.active() as model:
+            logits = model(**ids.to(model.device)).logits[0, -1]
         a, b = (self.tokenizer.encode(letter, add_special_tokens=False)[0] for letter in ("A", "B"))
         probs = torch.softmax(logits[[a, b]].float(), dim=0)
         return bool(probs[0] >= probs[1]), float(probs[0])
+
+    def close(self) -> None:
+        self.side.base.close()
 
 
 def judge_question(prompt: list[dict], principle: dict, first: str, second: str) -> str:
@@ -101,6 +98,7 @@ def generate(cfg: RunConfig, ctx: RunContext) -> list[dict] | None:
     for start in range(0, len(prompts), size):
         if cancel_requested(ctx):
             ctx.metrics.cancelled = True
+            generator.close()
             return None
         batch = prompts[start : start + size]
         chosen = [rng.choice(principles) for _ in batch]
@@ -114,6 +112,7 @@ def generate(cfg: RunConfig, ctx: RunContext) -> list[dict] | None:
                             "critique_request": principle["critique"], "revision_request": principle["revision"], "judge_request": principle["judge"]})
         log_event(ctx, "generate", done=len(records), total=len(prompts), step=len(records), max_steps=len(prompts),
                   **{"cai/revised_differs": sum(r["revision"] != r["original"] for r in records) / len(records)})
+    generator.close()
     del generator
     _write(done_file, records)
     return records
