@@ -14,7 +14,7 @@ from studio.jobs import overview
 from studio.resources import asset
 
 from . import chat_tab, data_tab, evaluate_tab, export_tab, method_tab, runs_tab, train_tab
-from .common import end_session
+from .common import chat_run_choices, end_session
 from .theme import studio_theme
 
 CSS = asset("studio.css").read_text() if asset("studio.css").is_file() else ""
@@ -55,11 +55,14 @@ def status_bar_html():
 
 
 def open_active_run(done):
-    """Clicking the status bar: the Train tab (and its step lit), watching the active run (if there is one)."""
+    """Clicking the status bar: the Train tab (and its step lit), watching the active run; with no
+    training run but an evaluation going, the Evaluate tab on the evaluated run (it reattaches to the job)."""
     now = overview.overview()
     if now.active is None:
-        return [gr.skip()] * (3 + len(STEPS))
-    return [gr.Tabs(selected="train"), gr.update(choices=train_tab.run_choices(), value=now.active.id), *show("train")(done)]
+        if now.evals:
+            return [gr.Tabs(selected="evaluate"), gr.skip(), *show("evaluate")(done), gr.update(choices=chat_run_choices(), value=now.evals[0].run_id)]
+        return [gr.skip()] * (4 + len(STEPS))
+    return [gr.Tabs(selected="train"), gr.update(choices=train_tab.run_choices(), value=now.active.id), *show("train")(done), gr.skip()]
 
 
 def step_label(step: str, title: str, done: set) -> str:
@@ -157,7 +160,7 @@ def build_app() -> gr.Blocks:
         # The status bar: polled, and a click opens the active run.
         app.load(status_bar_html, None, status_bar, show_progress="hidden")
         gr.Timer(STATUS_POLL_SECONDS).tick(status_bar_html, None, status_bar, show_progress="hidden")
-        status_bar.click(open_active_run, done_steps, [tabs, train["run_picker"], *shown_outputs])
+        status_bar.click(open_active_run, done_steps, [tabs, train["run_picker"], *shown_outputs, evaluation["run_picker"]])
 
         # The stepper ticks what this session did.
         stepper_outputs = [done_steps, *step_buttons.values()]

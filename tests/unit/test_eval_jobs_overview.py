@@ -50,11 +50,13 @@ def test_eval_jobs_show_progress_while_running_and_their_report_once_done(studio
         assert [j.id for j in now.evals] == [running.id]  # only live evaluations
         assert now.active is None and now.queued == 0  # an evaluation is no training run
 
-        from components.app import status_bar_html
+        from components.app import open_active_run, status_bar_html
         from components.runs_tab import evals_view
 
         bar = status_bar_html()
         assert "Evaluating demo tune · 0/64 examples · ETA …" in bar and "No run active" not in bar
+        clicked = open_active_run([])  # no training run, an evaluation going: the click opens Evaluate on that run
+        assert clicked[0].selected == "evaluate" and clicked[-1]["value"] == run.id
         table, picker = evals_view()
         rows = table["value"].values.tolist()
         assert [r[0] for r in rows] == [running.id, failed.id, done.id]
