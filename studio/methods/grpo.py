@@ -17,6 +17,7 @@ completion is its reward against its group's mean: no critic and no reward model
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -173,8 +174,6 @@ def write_completions(path: Path, step: int, logs: dict, names: list[str], weigh
 
 
 def _finite(value):
-    import math
-
     return round(float(value), 4) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
@@ -191,6 +190,28 @@ def _last_user(prompt_text: str) -> str:
     return "\n".join(lines[start + 1:]).strip()
 
 
+TERMINATED_LENGTHS = ("completions/mean_terminated_length", "completions/min_terminated_length", "completions/max_terminated_length")
+
+
+def drop_empty_terminated_lengths(metrics: dict) -> None:
+    """TRL records 0 as the terminated-length statistics of a generation batch in which no completion
+    ended (every one hit max_completion_length): a mean over no completions, which would also pull down
+    the average over several batches. Mark those NaN: TRL's `log` leaves NaN out of its average, and
+    logs nothing (None) when no batch had a terminated completion."""
+    clipped = metrics.get("completions/clipped_ratio") or []
+    for key in TERMINATED_LENGTHS:
+        if metrics.get(key):
+            metrics[key] = [math.nan if index < len(clipped) and clipped[index] >= 1.0 else value for index, value in enumerate(metrics[key])]
+
+
+def last_rewards(log_history: list[dict]) -> dict:
+    """The last logged training step's total and per-function mean reward, for the run's final metrics
+    (`runs show`): `last_reward`, `last_rewards/<name>/mean`."""
+    last = next((r for r in reversed(log_history) if isinstance(r.get("reward"), (int, float))), {})
+    return {f"last_{key}": value for key, value in last.items()
+            if isinstance(value, (int, float)) and math.isfinite(value) and (key == "reward" or (key.startswith("rewards/") and key.endswith("/mean")))}
+
+
 def trainer_class():
     from trl import GRPOTrainer
 
@@ -203,6 +224,7 @@ def trainer_class():
 
         def log(self, logs, start_time=None):
             training = self.model.training
+            drop_empty_terminated_lengths(self._metrics["train" if training else "eval"])
             super().log(logs, start_time)
             step = self.state.global_step
             if training and self.completions_path and self.accelerator.is_main_process and step > self._written_step and self._logs["prompt"]:
@@ -255,4 +277,5 @@ def run(cfg: RunConfig, ctx: RunContext) -> dict:
                           peft_config=lora_config(cfg) if cfg.weights != "full" else None)
     trainer.completions_path = ctx.run_dir / COMPLETIONS_FILE
     trainer.weights = weights
-    return fit_and_save(trainer, ctx, evaluation, "model" if cfg.weights == "full" else "adapter", tokenizer)
+    final = fit_and_save(trainer, ctx, evaluation, "model" if cfg.weights == "full" else "adapter", tokenizer)
+    return {**final, **last_rewards(trainer.state.log_history)}

@@ -81,12 +81,16 @@ def test_grpo_scores_with_a_trained_reward_run(studio_home, tmp_path):
     reward_dir = execute(write_yaml(tmp_path / "rm.yaml", model="embedded", method="reward", data=str(pairs), max_steps=1, max_length=96,
                                     per_device_train_batch_size=2, learning_rate=1.0e-3, save_steps=100, lora_r=8, lora_alpha=16))
     rewards = [{"type": "reward_model", "run": reward_dir.name, "name": "rm"}, {"type": "length", "min": 1, "max": 30}]  # the run by id, as typed
-    run_dir = execute(write_yaml(tmp_path / "grpo.yaml", data=str(_prompts(tmp_path, "Name a colour.", "Name a fruit.")), max_steps=2, rewards=rewards, **TINY))
+    run_dir = execute(write_yaml(tmp_path / "grpo.yaml", data=str(_prompts(tmp_path, "Name a colour.", "Name a fruit.")), max_steps=2, rewards=rewards,
+                                 **{**TINY, "kl_coef": 0.0}))
     record = registry.get(run_dir.name)
     assert record.status == "completed", record.message
     rows = _reward_rows(run_dir)
     assert [r["step"] for r in rows] == [1, 2]
     assert all(math.isfinite(r["rewards/rm/mean"]) for r in rows)
+    assert record.final_metrics["last_rewards/rm/mean"] == rows[-1]["rewards/rm/mean"]  # what `runs show` reports
+    for row in rows:  # 6 new tokens: no completion ends, so there is no terminated length (TRL's placeholder 0 is dropped)
+        assert row["completions/clipped_ratio"] < 1.0 or "completions/mean_terminated_length" not in row
     assert not [r for r in read_metrics(run_dir / "metrics.jsonl") if r.get("kind") == "reward_error"]  # scored, not zeroed by an error
 
     # the logged scores are the reward model's own scores of those completions, as the reward run sees a conversation

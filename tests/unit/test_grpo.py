@@ -13,7 +13,7 @@ from studio.data import load_dataset_file
 from studio.errors import StudioError
 from studio.estimator import Setup, estimate, load_architecture, memory
 from studio.methods import check_data
-from studio.methods.grpo import read_completions, read_rows, write_completions
+from studio.methods.grpo import drop_empty_terminated_lengths, last_rewards, read_completions, read_rows, write_completions
 from studio.plots import completions_table, metrics_figure, present_panels
 from studio.rewards import build_reward_funcs
 from tests.conftest import DEMO_DATA, REPO
@@ -157,6 +157,27 @@ def test_completions_table_rows(tmp_path):
     header, table = completions_table(rows)  # the run monitor's table
     assert header == ["step", "prompt", "completion", "json_valid", "regex", "total", "advantage"]
     assert table[0] == [4, "What is 2+2?", '{"answer": "4"}', 1.0, 1.0, 1.5, 0.7]
+
+
+def test_no_terminated_length_is_logged_for_batches_where_no_completion_ended():
+    import math
+
+    metrics = {"completions/clipped_ratio": [1.0, 0.5, 1.0], "completions/mean_terminated_length": [0.0, 30.0, 0.0],
+               "completions/max_terminated_length": [0.0, 41.0, 0.0], "completions/mean_length": [64.0, 50.0, 64.0]}
+    drop_empty_terminated_lengths(metrics)
+    assert [v if not math.isnan(v) else None for v in metrics["completions/mean_terminated_length"]] == [None, 30.0, None]
+    assert metrics["completions/mean_length"] == [64.0, 50.0, 64.0]  # every completion has a length
+    logged = {"completions/clipped_ratio": [1.0], "completions/mean_terminated_length": [0.0]}
+    drop_empty_terminated_lengths(logged)
+    assert math.isnan(logged["completions/mean_terminated_length"][0])  # TRL then logs None: the row has no such key
+
+
+def test_final_metrics_carry_the_last_logged_rewards():
+    history = [{"step": 1, "reward": 0.2, "rewards/json_valid/mean": 0.2, "rewards/json_valid/std": 0.4, "loss": 0.0},
+               {"step": 2, "reward": 0.5, "rewards/json_valid/mean": 0.5, "rewards/regex/mean": 1.0, "kl": 0.01},
+               {"step": 2, "train_runtime": 9.0, "train_loss": 0.0}]
+    assert last_rewards(history) == {"last_reward": 0.5, "last_rewards/json_valid/mean": 0.5, "last_rewards/regex/mean": 1.0}
+    assert last_rewards([{"step": 2, "train_loss": 0.0}]) == {}
 
 
 def test_advisor_proposes_grpo_when_answers_can_be_checked():
