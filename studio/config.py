@@ -95,7 +95,7 @@ class RunConfig:
         "python {file: a .py defining reward(prompt, completion, reference) -> float; it runs in the training process}. "
         "exact and numeric need instruction data (its reply is the reference).",
     )
-    weights: str = _f("lora", "GRPO: what trains: lora (an adapter; the KL reference is the adapter switched off), qlora (an adapter on a 4-bit NF4 base, needs CUDA) or full (every weight; the KL reference is a second copy).")
+    weights: str = _f("lora", "GRPO: what trains: lora (an adapter; the KL reference is the adapter switched off), qlora (an adapter on a 4-bit NF4 base; bitsandbytes runs it on the CPU too, slowly) or full (every weight; the KL reference is a second copy).")
     constitution: str = _f("", "Constitutional AI: a YAML/JSON file of principles (empty: the studio's default constitution).")
     cai_mode: str = _f("sl", "Constitutional AI: sl (SFT on revisions), rl (DPO on AI-judged pairs) or both.")
     judge_model: str = _f("", "Constitutional AI (rl/both): the model that judges answer pairs (empty: the model itself).")
