@@ -89,8 +89,8 @@ class ActiveRun:
         if not p.step:
             return f"{self.name} · starting"
         parts = [self.name, f"step {p.step}" + (f"/{p.max_steps}" if p.max_steps else "")]
-        if p.last_loss is not None:
-            parts.append(f"loss {p.last_loss:.3f}")
+        if p.headline(3):
+            parts.append(p.headline(3))
         if p.eta_text:
             parts.append(p.eta_text)
         return " · ".join(parts)

@@ -27,6 +27,7 @@ class Progress:
     last_loss: float | None
     tokens_per_second: float | None
     status: str | None = None  # before the first step, what the run is doing (e.g. compiling GPU kernels)
+    last_reward: float | None = None  # an RL run's (GRPO, RLOO: TRL's `reward`) mean reward at its last logged step
 
     @property
     def fraction(self) -> float:
@@ -41,12 +42,19 @@ class Progress:
             return None
         return f"ETA {format_seconds(self.eta_s)}" if self.eta_s is not None else "ETA …"
 
+    def headline(self, digits: int = 4) -> str | None:
+        """The number that says how the run is doing: an RL run's mean reward (GRPO's loss stays near 0 by
+        construction, its advantages being centred within each prompt's group), else the loss."""
+        if self.last_reward is not None:
+            return f"reward {self.last_reward:.{digits}f}"
+        return f"loss {self.last_loss:.{digits}f}" if self.last_loss is not None else None
+
     def describe(self) -> str:
         if not self.step:
             return self.status or "starting: loading the model and data..."
         parts = [f"step {self.step}" + (f"/{self.max_steps} ({100 * self.fraction:.0f}%)" if self.max_steps else "")]
-        if self.last_loss is not None:
-            parts.append(f"loss {self.last_loss:.4f}")
+        if self.headline():
+            parts.append(self.headline())
         if self.tokens_per_second:
             parts.append(f"{self.tokens_per_second:,.0f} tok/s")
         parts.append(f"elapsed {format_seconds(self.elapsed_s)}")
@@ -88,7 +96,9 @@ def progress_from(rows: list[dict], started: float | None, now: float) -> Progre
     elapsed = max(0.0, now - started) if started else 0.0
     eta = eta_seconds(step, max_steps, seconds_per_step(train))
     status = next((r["status"] for r in reversed(rows) if r.get("status")), None)
-    return Progress(step, max_steps, elapsed, eta, train[-1]["loss"] if train else None, train[-1].get("tokens_per_second") if train else None, status)
+    reward = train[-1].get("reward") if train else None
+    return Progress(step, max_steps, elapsed, eta, train[-1]["loss"] if train else None, train[-1].get("tokens_per_second") if train else None, status,
+                    reward if isinstance(reward, (int, float)) and math.isfinite(reward) else None)
 
 
 def format_seconds(seconds: float) -> str:

@@ -180,6 +180,18 @@ def test_final_metrics_carry_the_last_logged_rewards():
     assert last_rewards([{"step": 2, "train_loss": 0.0}]) == {}
 
 
+def test_a_grpo_run_reports_its_reward_not_its_near_zero_loss():
+    from studio.jobs.overview import ActiveRun
+    from studio.jobs.progress import progress_from
+
+    rows = [{"step": s, "time": 100.0 + 10 * s, "loss": 1e-7 * s, "reward": 0.25 * s, "max_steps": 4} for s in (1, 2)]
+    progress = progress_from(rows, 100.0, 130.0)
+    assert "reward 0.5000" in progress.describe() and "loss" not in progress.describe()
+    assert "reward 0.500" in ActiveRun("r", "grpo on prompts", "running", progress).describe()  # the status bar
+    sft = progress_from([{**r, "reward": None} for r in rows], 100.0, 130.0)  # no reward logged: the loss, as before
+    assert "loss 0.0000" in sft.describe() and "reward" not in sft.describe()
+
+
 def test_advisor_proposes_grpo_when_answers_can_be_checked():
     choice = pick_method(shape="instruction", goal="format", examples=500, checkable_answers=True)
     assert choice.method == "grpo" and "GRPO" in choice.reasons[0][1]
