@@ -478,12 +478,13 @@ def describe_progress(state: dict) -> str:
     return eval_progress_text(state)
 
 
-def _answer(side, conversations, settings, batch_size, tracker: Tracker) -> list[str]:
+def _answer(side, conversations, settings, batch_size, tracker: Tracker, tools: list | None = None) -> list[str]:
+    """Greedy answers in batches; `tools`: each conversation's tools schemas (or None), rendered as training renders them."""
     answers: list[str] = []
     for start in range(0, len(conversations), batch_size):
         chunk = conversations[start : start + batch_size]
         began = time.time()
-        answers += chat.generate_batch(side, chunk, settings, batch_size)
+        answers += chat.generate_batch(side, chunk, settings, batch_size, tools=tools[start : start + batch_size] if tools else None)
         tracker.tick(len(chunk), time.time() - began)
     return answers
 
@@ -529,7 +530,7 @@ def evaluate_run(record, options: EvalOptions | None = None, progress: Callable[
     answers, scores = {}, {}
     for index, (name, side) in enumerate(sides.items()):
         tracker.begin(2 + index)
-        answers[name] = _answer(side, prompts, settings, options.batch_size, tracker)
+        answers[name] = _answer(side, prompts, settings, options.batch_size, tracker, tools=[example.get("tools") for example in examples])
         scores[name] = example_scores(answers[name], references)
     results["samples"] = [
         {"prompt": p[-1]["content"], "reference": r, "base": b, "tuned": t} for p, r, b, t in zip(prompts, references, answers["base"], answers["tuned"])
