@@ -96,3 +96,13 @@ def test_eval_rows_carry_the_rows_tools(tmp_path):
         assert examples[0]["tools"][0]["function"]["name"] == tool, name
         assert set(examples[0]) == {"messages", "tools"} and examples[0]["messages"][-1]["role"] == "assistant"
         assert source["overlap"]["checked"] is False
+
+
+def test_the_background_job_passes_the_choice_on_to_the_cli():
+    from studio.__main__ import build_parser
+    from studio.evaluate import EvalOptions
+    from studio.jobs.evaljob import option_args
+
+    for drop in (True, False):
+        args = build_parser().parse_args(["eval", "RUN", *option_args(EvalOptions(data="eval.jsonl", drop_overlap=drop))])
+        assert args.drop_overlap is drop and args.data == "eval.jsonl"
