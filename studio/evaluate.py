@@ -193,7 +193,7 @@ def overlap_warning(source: dict) -> str | None:
         return None
     text = f"{overlap['copies']} of {overlap['rows']} eval rows are in (or near copies of) this run's training rows"
     if overlap.get("dropped"):
-        return text + f"; they were left out, so the figures are on the {source.get('examples', '?')} other rows (a file without them holds out more)."
+        return text + f"; they were left out, so the figures are on the {source.get('examples', '?')} other rows."
     return (text + f"; {overlap.get('evaluated', overlap['copies'])} of the {source.get('examples', '?')} rows scored were trained on, so the figures are "
             "partly measured on training data (evaluate only the clean rows: --drop-overlap, the default).")
 

@@ -364,6 +364,19 @@ def for_run(cfg, run_dir: str | Path | None, loaded: Loaded | None = None, log: 
     return loaded, split
 
 
+def _held_out_rows_copied(run_dir: Path) -> bool:
+    """Whether the run's held-out rows may have copies among the rows it trained on: split.json counted
+    such train rows and the run kept them, or the run predates split.json (unknown)."""
+    try:
+        raw = json.loads((run_dir / SPLIT_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return True
+    counts = raw.get("contamination") if isinstance(raw, dict) else None
+    if not isinstance(counts, dict):
+        return True  # written before the contamination check: unknown
+    return bool(counts.get("train_rows")) and not raw.get("dropped")
+
+
 def eval_example(example: dict) -> dict:
     """What evaluation scores of an internal example: its conversation and, when it has them, its tools
     schemas (they reach the chat template exactly as in training, through studio.data.render)."""
@@ -384,12 +397,14 @@ def eval_rows(run_dir: str | Path, *, data: str | Path | None = None, max_exampl
     A separate eval file (explicit or the companion) is checked against the run's train rows with
     the split's contamination machinery (`overlap_with_training`): `source["overlap"]` says how many
     of its rows are exact or near copies, and with `drop_overlap` (the default: a base-vs-tuned figure
-    is about new inputs) those rows are left out (`source["overlap"]["dropped"]`).
+    is about new inputs) those rows are left out (`source["overlap"]["dropped"]`). The run's own
+    held-out rows get the same check when split.json counted train rows copying them that the run
+    did not drop (`drop_contaminated: false`), or when the run predates split.json.
     Only rows whose conversation ends with an assistant reply are evaluated, at most `max_examples`;
     KTO rows labelled undesirable are no reference answer and are skipped (`source["undesirable_skipped"]`).
     """
     run_dir = Path(run_dir)
-    separate = bool(data)
+    check = bool(data)  # rows that may copy the run's train rows: check them (overlap_with_training)
     if data:
         loaded = load_dataset_file(data)
         ids = usable_ids(loaded)
@@ -404,11 +419,12 @@ def eval_rows(run_dir: str | Path, *, data: str | Path | None = None, max_exampl
         if split.eval:
             ids = split.eval
             source = {"kind": "held-out split", "path": str(train_path), "origin": split.origin, "fraction": split.eval_fraction}
+            check = _held_out_rows_copied(run_dir)
         elif companion.is_file():
             loaded = load_dataset_file(companion)
             ids = usable_ids(loaded)
             source = {"kind": "held-out file", "path": str(companion)}
-            separate = True
+            check = True
         else:
             ids = split.train
             source = {"kind": "training data (not held out)", "path": str(train_path)}
@@ -418,7 +434,7 @@ def eval_rows(run_dir: str | Path, *, data: str | Path | None = None, max_exampl
     if undesirable:
         usable = [i for i in usable if i not in set(undesirable)]
         source["undesirable_skipped"] = len(undesirable)
-    if separate:
+    if check:
         try:
             found = overlap_with_training(run_dir, loaded, usable)
         except StudioError as err:  # the training data is gone: say the check could not run
@@ -431,8 +447,8 @@ def eval_rows(run_dir: str | Path, *, data: str | Path | None = None, max_exampl
                     raise StudioError(
                         f"all {len(usable)} rows of {source['path']} are in (or near copies of) this run's training rows, so none is held out.",
                         where=source["path"],
-                        hint="Leave the eval file empty to use the run's held-out split, or evaluate them anyway (--no-drop-overlap; "
-                             "the Evaluate tab: untick 'Evaluate only rows not trained on'), labelled as trained-on rows.",
+                        hint=("Leave the eval file empty to use the run's held-out split, or " if data else "Pass a held-out eval file (--data FILE), or ")
+                        + "evaluate them anyway (--no-drop-overlap; the Evaluate tab: untick 'Evaluate only rows not trained on'), labelled as trained-on rows.",
                     )
                 usable = [i for i in usable if i not in gone]
     picked = usable[:max_examples] if max_examples is not None else usable

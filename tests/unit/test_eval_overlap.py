@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from studio.config import RunConfig
+from studio.data import load_dataset_file
 from studio.data import split as S
 from studio.errors import StudioError
 from tests.conftest import REPO
@@ -106,3 +107,23 @@ def test_the_background_job_passes_the_choice_on_to_the_cli():
     for drop in (True, False):
         args = build_parser().parse_args(["eval", "RUN", *option_args(EvalOptions(data="eval.jsonl", drop_overlap=drop))])
         assert args.drop_overlap is drop and args.data == "eval.jsonl"
+
+
+def test_held_out_rows_whose_copies_were_trained_on_are_left_out_unless_the_run_dropped_the_copies(tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", [row(i) for i in range(12)] + [row(0, last="finish")])  # row 12: a near copy of row 0
+    loaded = load_dataset_file(data)
+    seed = next(s for s in range(100) if 0 in S.make_split(loaded, 0.25, s).eval and 12 in S.make_split(loaded, 0.25, s).train)
+    copied = 0
+    for drop, expect_check in ((False, True), (True, False)):
+        folder = tmp_path / f"run-{drop}"
+        folder.mkdir()
+        cfg = RunConfig(method="lora", data=str(data), eval_fraction=0.25, seed=seed, drop_contaminated=drop)
+        _, split = S.for_run(cfg, folder)
+        cfg.save(folder / "config.yaml")
+        assert copied in split.eval and 12 in (split.dropped if drop else split.train)
+        _, source = S.eval_rows(folder)
+        if expect_check:  # the run trained on row 12: held-out row `copied` is left out, and said so
+            assert source["overlap"]["row_ids"] == [copied] and source["overlap"]["dropped"] and copied not in source["rows"]
+            assert source["rows"] == [i for i in split.eval if i != copied]
+        else:  # the copy was dropped before training: nothing to check, every held-out row is scored
+            assert "overlap" not in source and source["rows"] == split.eval
