@@ -28,7 +28,7 @@ from ..data import load_dataset_file
 from ..data.loader import Loaded
 from ..data.formats import prompt_and_reply
 from ..errors import StudioError
-from ..rewards import RewardError, build_reward_funcs, text_of
+from ..rewards import RewardError, build_reward_funcs, last_number, text_of
 from ..runfiles import COMPLETIONS_FILE, read_completions  # noqa: F401  (the table's file and reader)
 from .common import PROMPT_HINT, find_reward_model, fit_and_save, load_policy, lora_config, prepare_tokenizer, split, training_kwargs, trl_trainer
 from .registry import MethodSpec
@@ -82,6 +82,24 @@ def check_references(cfg: RunConfig, rows: list[dict]) -> None:
             where=str(cfg.data),
             hint="Use instruction data (its reply is the reference), or add an `answer` field to each prompt.",
         )
+
+
+def reference_notes(cfg: RunConfig, rows: list[dict]) -> list[str]:
+    """One line per exact/numeric reward that some prompts cannot be scored by (no reference, or no number
+    in it): real instruction data mixes numeric and prose answers, and TRL leaves those completions out of
+    that reward's mean rather than scoring them 0."""
+    notes = []
+    for index, spec in enumerate(cfg.rewards):
+        kind = spec.get("type")
+        if kind == "exact":
+            lacking, what = sum(1 for r in rows if not r["reference"]), "have no reference answer"
+        elif kind == "numeric":
+            lacking, what = sum(1 for r in rows if last_number(r["reference"] or "") is None), "have no number in their reference answer"
+        else:
+            continue
+        if lacking:
+            notes.append(f"rewards[{index}] ({kind}): {lacking} of {len(rows)} train prompts {what}; their completions get no {kind} reward (left out of its mean, not 0)")
+    return notes
 
 
 def check_rewards(cfg: RunConfig, rows: list[dict]) -> None:
@@ -243,6 +261,8 @@ def run(cfg: RunConfig, ctx: RunContext) -> dict:
     train = read_rows(cfg.data, train_rows)
     evaluation = read_rows(cfg.data, eval_rows) if eval_rows.conversations else []
     ctx.log(f"data: {len(train)} train prompts ({sum(1 for r in train if r['reference'])} with a reference answer), {len(evaluation)} held out")
+    for note in reference_notes(cfg, train):
+        ctx.log(note)
     resolved = models.resolve(cfg.model, trust_remote_code=cfg.trust_remote_code)
     ctx.log(f"model: {resolved.display_name} ({resolved.kind}) from {resolved.path}")
     tokenizer = prepare_tokenizer(resolved)

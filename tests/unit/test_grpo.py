@@ -13,7 +13,7 @@ from studio.data import load_dataset_file
 from studio.errors import StudioError
 from studio.estimator import Setup, estimate, load_architecture, memory
 from studio.methods import check_data
-from studio.methods.grpo import drop_empty_terminated_lengths, last_rewards, read_completions, read_rows, write_completions
+from studio.methods.grpo import drop_empty_terminated_lengths, last_rewards, read_completions, read_rows, reference_notes, write_completions
 from studio.plots import completions_table, metrics_figure, present_panels
 from studio.rewards import build_reward_funcs
 from tests.conftest import DEMO_DATA, REPO
@@ -49,6 +49,10 @@ def test_alpaca_input_joins_the_prompt_and_its_output_is_the_reference():
     # TRL's call: the prompts, the completions and the dataset's `reference` column, one item per completion
     assert exact([odd["prompt"]] * 3, as_completions("telegram.", "Twitter", "Telegram is the odd one"), reference=[odd["reference"]] * 3) == [1.0, 0.0, 0.0]
     assert numeric([celsius["prompt"]] * 3, as_completions("59 °F", "It is 15 °C.", "no idea"), reference=[celsius["reference"]] * 3) == [1.0, 0.0, 0.0]
+    # real instruction data mixes numeric and prose answers: the run says how many prompts each reward cannot score
+    cfg = RunConfig.from_dict({"method": "grpo", "data": str(PUBLIC / "alpaca_data_excerpt.json"), "rewards": [{"type": "exact"}, {"type": "numeric"}]})
+    assert reference_notes(cfg, rows) == ["rewards[1] (numeric): 2 of 6 train prompts have no number in their reference answer; their completions get no numeric reward (left out of its mean, not 0)"]
+    assert numeric([odd["prompt"]], as_completions("3"), reference=[odd["reference"]]) == [None]
 
 
 def test_sharegpt_multi_turn_prompt_is_every_turn_before_the_last_assistant_reply(tmp_path):
