@@ -4,7 +4,7 @@ intervals, sign test on the prompts only one side got), and written as report.md
 (jinja2 template `suite_report.html.j2`).
 
 Reading, saving and reporting suites is torch-free; only `run_prompt_suite` loads the generation
-engine (`studio.chat`), imported there.
+engine (`studio.engine`), imported there.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Callable
 from .errors import StudioError
 
 if TYPE_CHECKING:
-    from .chat import ChatEngine, GenerationSettings
+    from .chat import ChatEngine
+    from .engine import GenerationSettings
 
 SUITE_SUFFIXES = (".csv", ".json", ".jsonl")
 PROMPT_KEYS = ("prompt", "instruction", "question", "input")
@@ -121,7 +122,7 @@ class SuiteResult:
 
 def run_prompt_suite(engine: ChatEngine, prompts: list[SuitePrompt], settings: GenerationSettings, progress: Callable[[int, int], None] | None = None, batch_size: int = 8) -> SuiteResult:
     """Run every prompt on both sides (batched per side) and pair the answers up."""
-    from .chat import generate_batch, without_cut_marker
+    from .engine import generate_batch, without_cut_marker
 
     conversations = [[{"role": "user", "content": p.prompt}] for p in prompts]
     left: list[str] = []
