@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from studio.chat import GenerationSettings
-from studio.suites import SuitePrompt, SuiteResult, load_prompt_suite, save_prompt_suite, saved_suites, suite_html, suite_markdown
+from studio.engine import GenerationSettings
 from studio.errors import StudioError
+from studio.suites import SuitePrompt, SuiteResult, load_prompt_suite, save_prompt_suite, saved_suites, suite_html, suite_markdown
 
 
 def test_csv_with_prompt_and_reference_columns(tmp_path):
@@ -90,7 +90,7 @@ def test_markdown_report_keeps_the_table_intact():
 
 
 def test_a_cut_answer_says_so_and_the_marker_comes_off_for_history_and_scoring():
-    from studio.chat import mark_cut, without_cut_marker
+    from studio.engine import mark_cut, without_cut_marker
 
     cut = mark_cut("The capital of Australia is ", 8)
     assert cut == "The capital of Australia is … (cut at 8 tokens)"
