@@ -82,7 +82,8 @@ def confine_model(value, what: str) -> None:
 
 def confine_config(cfg) -> None:
     """Confine every path a run config names: data files, the constitution, GRPO reward files, and
-    the model / judge / reward model where they name a local path rather than a hub or run id."""
+    the model / judge / reward model (also a GRPO reward_model reward's run) where they name a local
+    path rather than a hub or run id."""
     for name in ("data", "sft_data", "constitution"):
         value = str(getattr(cfg, name, "") or "").strip()
         if value:
@@ -90,6 +91,8 @@ def confine_config(cfg) -> None:
     for name in ("model", "judge_model", "reward_model"):
         confine_model(getattr(cfg, name, ""), name)
     for index, spec in enumerate(getattr(cfg, "rewards", None) or []):
+        if isinstance(spec, dict) and spec.get("type") == "reward_model":
+            confine_model(spec.get("run"), f"rewards[{index}].run")  # a reward run's folder (a run id is no path)
         for key in ("file", "schema"):
             value = spec.get(key) if isinstance(spec, dict) else None
             if isinstance(value, str) and value.strip() and (key == "file" or value.strip().endswith(".json")):

@@ -90,7 +90,7 @@ def test_sharegpt_multi_turn_prompt_is_every_turn_before_the_last_assistant_repl
     assert templated(read_rows(chat)[0], models.load_tokenizer(models.resolve("embedded")))["prompt"] == read_rows(chat)[0]["prompt"]  # no tools: unchanged
 
 
-def test_a_reward_model_reward_must_name_a_reward_run(tmp_path, studio_home):
+def test_a_reward_model_reward_must_name_a_reward_run(tmp_path, studio_home, monkeypatch):
     missing = {"method": "grpo", "data": str(DEMO_DATA), "rewards": [{"type": "json_valid"}, {"type": "reward_model", "run": "no-such-run"}]}
     with pytest.raises(StudioError, match=r"no reward model found at 'no-such-run'") as caught:
         check_data(RunConfig.from_dict(missing))
@@ -108,6 +108,15 @@ def test_a_reward_model_reward_must_name_a_reward_run(tmp_path, studio_home):
     from studio.methods.common import find_reward_model
 
     assert find_reward_model(str(reward)) == (reward / "reward_model", "some/other-base")
+
+    # served beyond this machine, a reward run named by folder is confined like every other path (a run id is no path)
+    from studio.paths import ALLOW_ENV, CONFINE_ENV, confine_config
+
+    monkeypatch.setenv(CONFINE_ENV, "1")
+    monkeypatch.setenv(ALLOW_ENV, str(studio_home))
+    confine_config(RunConfig.from_dict({**missing, "rewards": [{"type": "reward_model", "run": "20261130-155759-reward-pairs"}]}))
+    with pytest.raises(StudioError, match=r"^rewards\[0\]\.run: .* outside the folders"):
+        confine_config(RunConfig.from_dict({**missing, "rewards": [{"type": "reward_model", "run": str(reward)}]}))
 
 
 def test_exact_reward_on_prompts_without_references_is_refused_before_training():
