@@ -134,7 +134,7 @@ def train(home: Path, settings: dict) -> dict:
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "reward" in r]
     curve = [{"step": r["step"], "reward": round(r["reward"], 3), **{k.split("/")[1]: round(v, 3) for k, v in r.items() if k.startswith("rewards/") and k.endswith("/mean")},
-              "kl": round(r.get("kl") or 0.0, 4), "mean_length": r.get("completions/mean_length")} for r in steps]
+              "kl": round(r["kl"], 4) if isinstance(r.get("kl"), (int, float)) else None, "mean_length": r.get("completions/mean_length")} for r in steps]
     return {"run_dir": str(run_dir), "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "config": yaml.safe_load(config.read_text()),
             "curve": curve, "command": f"STUDIO_HOME={home} python {' '.join(command[1:])}", "adapter": str(run_dir / "adapter")}
 
