@@ -48,8 +48,11 @@ def test_eval_job_survives_a_reload_and_cancels_within_10_s(demo_server, page, m
     # an evaluation is a job like a run: the status bar and the Runs tab show it with its progress
     page.locator("#studio-status").get_by_text(re.compile(r"Evaluating .* \d+/\d+ examples")).wait_for(timeout=15_000)
     page.get_by_role("tab", name="Runs").click()
-    page.locator("#runs-evals").get_by_text(PROGRESS).wait_for(timeout=15_000)
-    assert job.id in page.locator("#runs-evals").inner_text()
+    evals = page.locator("#runs-evals")
+    deadline = time.time() + 15
+    while time.time() < deadline and not (evals.is_visible() and PROGRESS.search(evals.inner_text())):
+        time.sleep(0.25)
+    assert PROGRESS.search(evals.inner_text()) and job.id in evals.inner_text(), evals.inner_text()
     page.get_by_role("tab", name="Evaluate").click()
     status.get_by_text(PROGRESS).wait_for(timeout=15_000)
 
