@@ -90,7 +90,7 @@ class RunConfig:
         [],
         "GRPO: the reward functions, each {type, weight (default 1), name (optional), ...}, summed with their weights. Types: "
         "regex {pattern, match: search|full}; json_valid {schema: optional JSON Schema mapping or .json file}; "
-        "exact (normalised match with the reference answer); numeric {tolerance} (last number vs the reference's); "
+        "exact (normalised match with the reference answer); numeric {tolerance: relative, default 0} (final answer: after ####, in \\boxed{}, after \"answer is\", else the last number, vs the reference's); "
         "length {min, max, unit: chars|words}; reward_model {run: a reward run id or folder}; "
         "python {file: a .py defining reward(prompt, completion, reference) -> float; it runs in the training process}. "
         "exact and numeric need instruction data (its reply is the reference).",

@@ -146,12 +146,15 @@ def compare_figure(runs: list[tuple[str, list[dict]]], *, log_scale: bool = Fals
 
 def completions_table(rows: list[dict]) -> tuple[list[str], list[list]]:
     """GRPO's sampled completions (studio.runfiles.read_completions rows) as (header, rows): step,
-    prompt, completion, each reward function's score, the weighted total and the advantage."""
+    prompt, completion, whether it was cut at response_length (no EOS; blank for runs that did not record
+    it), each reward function's score, the weighted total and the advantage."""
     names: list[str] = []
     for row in rows:
         names += [n for n in row.get("rewards", {}) if n not in names]
-    header = ["step", "prompt", "completion", *names, "total", "advantage"]
-    table = [[r.get("step"), r.get("prompt", ""), r.get("completion", ""), *[r.get("rewards", {}).get(n) for n in names], r.get("total"), r.get("advantage")] for r in rows]
+    header = ["step", "prompt", "completion", "cut", *names, "total", "advantage"]
+    cut = {True: "yes", False: "no"}
+    table = [[r.get("step"), r.get("prompt", ""), r.get("completion", ""), cut.get(r.get("cut"), ""), *[r.get("rewards", {}).get(n) for n in names],
+              r.get("total"), r.get("advantage")] for r in rows]
     return header, table
 
 

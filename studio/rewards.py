@@ -22,7 +22,9 @@ import ast
 import json
 import math
 import re
+import threading
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,8 +40,9 @@ REWARD_TYPES: dict[str, tuple[str, dict[str, str]]] = {
         "schema": "optional JSON Schema: a mapping, or the path of a .json file holding one",
     }),
     "exact": ("1 when the completion equals the reference answer after normalising case, spaces and end punctuation.", {}),
-    "numeric": ("1 when the last number in the completion equals the reference's last number (within `tolerance`).", {
-        "tolerance": "absolute tolerance (default 1e-6)",
+    "numeric": ("1 when the completion's final answer equals the reference's: the one after `####`, in `\\boxed{}`, or after "
+                "\"answer is\"/\"Answer:\", else the last number (commas, units, currency, 1/2 = 0.5, 50% = 0.5 understood).", {
+        "tolerance": "relative tolerance, e.g. 0.01 for 1% (default 0: equal after normalisation)",
     }),
     "length": ("1 when the completion's length lies within [min, max]; below min it falls linearly to 0 at length 0, above max to 0 at 2 x max.", {
         "min": "shortest length that scores 1 (default 0)",
@@ -169,7 +172,7 @@ def validate_rewards(specs: Any, *, field: str = "rewards", where: str | None = 
                 at = "/".join(str(p) for p in err.path) or "(top)"
                 bad(f"schema is not valid JSON Schema at {at}: {err.message}.", "See https://json-schema.org for the keywords (type, properties, required, ...).")
         elif kind == "numeric":
-            tolerance = spec.get("tolerance", 1e-6)
+            tolerance = spec.get("tolerance", 0)
             if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance >= 0:
                 bad(f"tolerance must be a number >= 0, got {tolerance!r}.")
         elif kind == "length":
@@ -218,17 +221,38 @@ def normalise(text: str) -> str:
     return text.strip(" .!?;:,\"'`")
 
 
-NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+")
+# Characters math-verify does not read as a minus sign (it knows only ASCII '-').
+MINUSES = str.maketrans({"\u2212": "-", "\u2012": "-", "\u2013": "-", "\ufe63": "-", "\uff0d": "-"})
 
 
-def last_number(text: str) -> float | None:
-    found = NUMBER.findall(str(text))
-    if not found:
+@lru_cache(maxsize=4096)  # a reference is parsed once per generation, not once per completion
+def final_answer(text: str | None) -> tuple | None:
+    """The final answer of a completion or reference answer, parsed by math-verify (Hugging Face's answer
+    grader, the one TRL's accuracy_reward uses): `\\boxed{}` and "the answer is"/"Answer:" first, else the
+    last number; it reads thousands separators, units, currency, fractions and percentages. None: no answer.
+    GSM8K's `#### 72` marker is taken here, as math-verify does not know it (its solutions end with it)."""
+    if text is None or not str(text).strip():
         return None
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+    text = str(text).translate(MINUSES)
+    if "####" in text:
+        text = text.rsplit("####", 1)[1].strip().split("\n", 1)[0]
+    parsed = parse(text, extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()], parsing_timeout=_timeout())
+    return tuple(parsed) or None
+
+
+def _timeout() -> int | None:
+    """math-verify bounds parsing and comparing with signal.alarm, which works only in the main thread."""
+    return 5 if threading.current_thread() is threading.main_thread() else None
+
+
+def _as_float(answer: tuple) -> float | None:
     try:
-        return float(found[-1].replace(",", ""))
-    except ValueError:
+        value = float(answer[0])
+    except (TypeError, ValueError):
         return None
+    return value if math.isfinite(value) else None
 
 
 def regex_score(completion: str, pattern: re.Pattern, full: bool = False) -> float:
@@ -251,12 +275,24 @@ def exact_score(completion: str, reference: str | None) -> float | None:
     return 1.0 if normalise(completion) == normalise(reference) else 0.0
 
 
-def numeric_score(completion: str, reference: str | None, tolerance: float = 1e-6) -> float | None:
-    expected = last_number(reference) if reference is not None else None
+def numeric_score(completion: str, reference: str | None, tolerance: float = 0.0) -> float | None:
+    """1 when the final answers are equal (math-verify's comparison: 1/2 = 0.5, 50% = 0.5 = 50 read as a
+    percentage) or, with `tolerance` > 0, within that relative tolerance; None when the reference has none."""
+    expected = final_answer(reference)
     if expected is None:
         return None
-    got = last_number(completion)
-    return 1.0 if got is not None and abs(got - expected) <= tolerance else 0.0
+    got = final_answer(completion)
+    if got is None:
+        return 0.0
+    from math_verify import verify
+
+    if verify(list(expected), list(got), timeout_seconds=_timeout()):
+        return 1.0
+    if tolerance > 0:
+        want, have = _as_float(expected), _as_float(got)
+        if want is not None and have is not None and math.isclose(have, want, rel_tol=tolerance):
+            return 1.0
+    return 0.0
 
 
 def length_score(completion: str, low: float, high: float, unit: str = "chars") -> float:
@@ -319,7 +355,7 @@ def scorer(spec: dict, *, reward_model_scorer: Callable | None = None) -> Callab
     if kind == "exact":
         return _per_item(lambda p, c, r: exact_score(c, r))
     if kind == "numeric":
-        tolerance = float(spec.get("tolerance", 1e-6))
+        tolerance = float(spec.get("tolerance", 0))
         return _per_item(lambda p, c, r: numeric_score(c, r, tolerance))
     if kind == "length":
         low, high, unit = float(spec.get("min", 0)), float(spec["max"]), spec.get("unit", "chars")

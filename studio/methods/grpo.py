@@ -11,7 +11,7 @@ completion is its reward against its group's mean: no critic and no reward model
   copy as the KL reference when kl_coef > 0).
 - logs: TRL's `rewards/<name>/mean` per function, `reward` (the weighted total), `kl`,
   `completions/mean_length`; and `completions.jsonl` in the run folder: the sampled completions of
-  each logged step with each function's reward.
+  each logged step with each function's reward, and whether it was cut at `response_length` (no EOS).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ..data import load_dataset_file
 from ..data.loader import Loaded
 from ..data.formats import prompt_and_reply
 from ..errors import StudioError
-from ..rewards import RewardError, build_reward_funcs, last_number, text_of
+from ..rewards import RewardError, build_reward_funcs, final_answer, text_of
 from ..runfiles import COMPLETIONS_FILE, read_completions  # noqa: F401  (the table's file and reader)
 from .common import PROMPT_HINT, find_reward_model, fit_and_save, load_policy, lora_config, prepare_tokenizer, split, training_kwargs, trl_trainer
 from .registry import MethodSpec
@@ -94,7 +94,7 @@ def reference_notes(cfg: RunConfig, rows: list[dict]) -> list[str]:
         if kind == "exact":
             lacking, what = sum(1 for r in rows if not r["reference"]), "have no reference answer"
         elif kind == "numeric":
-            lacking, what = sum(1 for r in rows if last_number(r["reference"] or "") is None), "have no number in their reference answer"
+            lacking, what = sum(1 for r in rows if final_answer(r["reference"]) is None), "have no number in their reference answer"
         else:
             continue
         if lacking:
@@ -179,6 +179,7 @@ def write_completions(path: Path, step: int, logs: dict, names: list[str], weigh
     """The last generation batch TRL kept for logging -> rows of the sampled-completions table."""
     prompts, completions = list(logs["prompt"]), list(logs["completion"])
     advantages = list(logs["advantages"])
+    cut = list(logs.get("extra", {}).get("cut", []))  # logged by StudioGRPOTrainer._calculate_rewards; None when unknown
     per_func = {name: list(logs["rewards"].get(name, [])) for name in names}
     with open(path, "a") as handle:
         for index in range(min(len(prompts), COMPLETIONS_PER_STEP)):
@@ -186,9 +187,15 @@ def write_completions(path: Path, step: int, logs: dict, names: list[str], weigh
             scored = [w * v for w, v in zip(weights, rewards.values()) if v is not None]
             # TRL's total is the weighted nansum (a reward that does not apply counts 0); with none applying there is no total
             total = round(sum(scored), 4) if scored else None
-            row = {"step": step, "prompt": _last_user(prompts[index]), "completion": completions[index], "rewards": rewards,
-                   "total": total, "advantage": _finite(advantages[index]) if index < len(advantages) else None}
+            row = {"step": step, "prompt": _last_user(prompts[index]), "completion": completions[index], "cut": bool(cut[index]) if index < len(cut) else None,
+                   "rewards": rewards, "total": total, "advantage": _finite(advantages[index]) if index < len(advantages) else None}
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def cut_flags(completion_ids: list, stop_ids: tuple) -> list[bool]:
+    """Whether each completion was cut at `response_length` (max_completion_length): its last token is
+    neither EOS nor padding, the test TRL uses for its `completions/clipped_ratio`."""
+    return [len(ids) > 0 and ids[-1] not in stop_ids for ids in completion_ids]
 
 
 def _finite(value):
@@ -239,6 +246,12 @@ def trainer_class():
         completions_path: Path | None = None
         weights: list[float] = []
         _written_step = -1
+
+        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+            # TRL's completions table takes extra columns through _log_completion_extra (what reward functions'
+            # `log_extra` calls): it gathers them across processes in step with the prompts and completions
+            self._log_completion_extra("cut", cut_flags(completion_ids_list, (self._tokenizer.eos_token_id, self._tokenizer.pad_token_id)))
+            return super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
 
         def log(self, logs, start_time=None):
             training = self.model.training

@@ -39,6 +39,11 @@ def test_grpo_logs_a_reward_per_function_and_the_completions(studio_home, tmp_pa
     table = [json.loads(line) for line in (run_dir / "completions.jsonl").read_text().splitlines()]
     assert sorted({t["step"] for t in table}) == [1, 2, 3, 4]
     assert all(set(t["rewards"]) == {"json_valid", "starts_with_brace", "length", "exact"} and isinstance(t["completion"], str) for t in table)
+    # each completion says whether it was cut at response_length (6 tokens, no EOS): per step, the share cut is TRL's clipped_ratio
+    assert all(isinstance(t["cut"], bool) for t in table) and any(t["cut"] for t in table)
+    for r in rows:
+        cut = [t["cut"] for t in table if t["step"] == r["step"]]
+        assert sum(cut) / len(cut) == pytest.approx(r["completions/clipped_ratio"]), r["step"]
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
 
 

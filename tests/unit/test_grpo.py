@@ -13,7 +13,7 @@ from studio.data import load_dataset_file
 from studio.errors import StudioError
 from studio.estimator import Setup, estimate, load_architecture, memory
 from studio.methods import check_data
-from studio.methods.grpo import drop_empty_terminated_lengths, last_rewards, read_completions, read_rows, reference_notes, write_completions
+from studio.methods.grpo import cut_flags, drop_empty_terminated_lengths, last_rewards, read_completions, read_rows, reference_notes, write_completions
 from studio.plots import completions_table, metrics_figure, present_panels
 from studio.rewards import build_reward_funcs
 from tests.conftest import DEMO_DATA, REPO
@@ -151,14 +151,16 @@ def test_reward_panels_one_series_per_function():
 def test_completions_table_rows(tmp_path):
     logs = {"prompt": deque(["<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"] * 2),
             "completion": deque(['{"answer": "4"}', "four"]), "advantages": deque([0.7, -0.7]),
-            "rewards": {"json_valid": deque([1.0, 0.0]), "regex": deque([1.0, float("nan")])}}
+            "rewards": {"json_valid": deque([1.0, 0.0]), "regex": deque([1.0, float("nan")])},
+            "extra": {"cut": deque([False, True])}}  # StudioGRPOTrainer logs it through TRL's extra columns
     path = tmp_path / "completions.jsonl"
     write_completions(path, 3, logs, ["json_valid", "regex"], [1.0, 0.5])
     write_completions(path, 4, logs, ["json_valid", "regex"], [1.0, 0.5])
     rows = read_completions(tmp_path, last_steps=1)
     assert [r["step"] for r in rows] == [4, 4]
-    assert rows[0] == {"step": 4, "prompt": "What is 2+2?", "completion": '{"answer": "4"}', "rewards": {"json_valid": 1.0, "regex": 1.0},
+    assert rows[0] == {"step": 4, "prompt": "What is 2+2?", "completion": '{"answer": "4"}', "cut": False, "rewards": {"json_valid": 1.0, "regex": 1.0},
                        "total": 1.5, "advantage": 0.7}
+    assert rows[1]["cut"] is True
     assert rows[1]["rewards"] == {"json_valid": 0.0, "regex": None} and rows[1]["total"] == 0.0
     logs["prompt"] = deque(["system\nYou are helpful.\nuser\nWhat is 3+3?\nAnswer in JSON.\nassistant\n"] * 2)  # as TRL decodes it
     write_completions(path, 5, logs, ["json_valid", "regex"], [1.0, 0.5])
@@ -168,8 +170,19 @@ def test_completions_table_rows(tmp_path):
     unscored = read_completions(tmp_path, last_steps=1)[1]
     assert unscored["rewards"] == {"json_valid": None, "regex": None} and unscored["total"] is None  # no reward applied: no total, not 0
     header, table = completions_table(rows)  # the run monitor's table
-    assert header == ["step", "prompt", "completion", "json_valid", "regex", "total", "advantage"]
-    assert table[0] == [4, "What is 2+2?", '{"answer": "4"}', 1.0, 1.0, 1.5, 0.7]
+    assert header == ["step", "prompt", "completion", "cut", "json_valid", "regex", "total", "advantage"]
+    assert table[0] == [4, "What is 2+2?", '{"answer": "4"}', "no", 1.0, 1.0, 1.5, 0.7]
+    assert table[1][3] == "yes"
+    del logs["extra"]  # a table written before the flag existed: blank, not "no"
+    write_completions(path, 7, logs, ["json_valid", "regex"], [1.0, 0.5])
+    (old, _) = read_completions(tmp_path, last_steps=1)
+    assert old["cut"] is None and completions_table([old])[1][0][3] == ""
+
+
+def test_a_completion_is_cut_when_it_ends_without_eos_or_padding():
+    eos, pad = 2, 0
+    # TRL's completion ids stop at the first EOS; one cut at response_length ends on an ordinary token
+    assert cut_flags([[5, 6, eos], [5, 6, 7], [5, pad], [eos], []], (eos, pad)) == [False, True, False, False, False]
 
 
 def test_no_terminated_length_is_logged_for_batches_where_no_completion_ended():
