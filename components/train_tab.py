@@ -65,7 +65,7 @@ def build_method_knobs() -> dict:
 
 
 PYTHON_REWARD_WARNING = "⚠️ A python reward runs your file's code inside the training process, with your user's rights. Use only a file you wrote or have read."
-REWARD_VALUE_HINT = {"regex": "pattern, e.g. ^\\s*\\{", "json_valid": "optional JSON Schema (JSON text) or a .json file", "numeric": "optional tolerance",
+REWARD_VALUE_HINT = {"regex": "pattern, e.g. ^\\s*\\{", "json_valid": "optional JSON Schema (JSON text) or a .json file", "numeric": "optional relative tolerance, e.g. 0.01",
                      "length": "max length in characters", "reward_model": "reward run id or folder", "python": "path of your .py file", "exact": "(no value)"}
 
 
