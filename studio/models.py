@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -436,7 +437,19 @@ def convert_gguf(gguf: Path, cache: Path) -> dict:
     return manifest
 
 
+_IMPORT_LOCK = threading.Lock()
+
+
+def import_transformers() -> None:
+    """Import transformers' Auto classes under one lock. Its lazy module is not thread-safe on a first
+    import: two Gradio worker threads loading a tokenizer at once (the Data tab's load and its "Show
+    tokens") got "cannot import name 'AutoTokenizer' from 'transformers'" in one of them."""
+    with _IMPORT_LOCK:
+        from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+
+
 def load_tokenizer(resolved: ResolvedModel):
+    import_transformers()
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(resolved.path, trust_remote_code=resolved.trust_remote_code)
@@ -448,6 +461,8 @@ def load_tokenizer(resolved: ResolvedModel):
 def load_causal_lm(resolved: ResolvedModel, *, dtype=None, quantization_config=None, device_map=None):
     """Load weights from a resolved folder: safetensors only, never remote code."""
     import torch
+
+    import_transformers()
     from transformers import AutoModelForCausalLM
 
     if dtype is None:
