@@ -10,7 +10,8 @@ Loss modes (RunConfig `loss_on`, plus "all" for full SFT):
 A turn's trained span is found by rendering the conversation up to it: the text between the
 prompt rendered with the generation prompt and the conversation rendered through that turn, so the
 span holds the reply, any tool call the template writes, and the end-of-turn token (the model
-learns to stop). Templates that rewrite earlier turns fall back to locating the reply's text.
+learns to stop). Templates that rewrite earlier turns (Qwen3) or close the conversation with an extra
+EOS (Phi-3) fall back to locating the reply's text and the end-of-turn token after it.
 
 Tools. The `tools` schemas go to `tokenizer.apply_chat_template(..., tools=...)` and tool calls as
 structured `tool_calls`, where the template uses them (checked by rendering a probe, not guessed).
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from dataclasses import dataclass, field
 
 from ..config import RunConfig
@@ -151,6 +153,23 @@ def texts(example: dict, tokenizer) -> tuple[str, str]:
     return prompt_text, (_apply(tokenizer, prompt + reply, tools) if reply else prompt_text)
 
 
+def _closing(tokenizer, through: str, content: str, rest: str) -> str:
+    """The end-of-turn text (<|im_end|>) the template writes after a reply, as the turn rendered last
+    shows it, in whole tokens as far as the conversation's text after the reply (`rest`) agrees
+    (Phi-3 ends the conversation with an extra EOS), without trailing whitespace: a reply found by its
+    text still trains the token that ends it, so the model learns to stop after every reply."""
+    if content not in through:
+        return ""
+    closing = through[through.rfind(content) + len(content):]
+    agree = len(os.path.commonprefix([closing, rest]))
+    kept = 0
+    for start, end in tokenizer(closing, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]:
+        if end > agree:
+            break
+        kept = end
+    return closing[:kept].rstrip()
+
+
 def _spans(messages: list[dict], tools, tokenizer, full: str, first: int) -> list[tuple[int, int]]:
     """Character spans of the assistant turns from message `first` on (see the module docstring)."""
     spans, cursor = [], 0
@@ -164,9 +183,13 @@ def _spans(messages: list[dict], tools, tokenizer, full: str, first: int) -> lis
             while end > len(before) and through[end - 1].isspace():  # the newline after the end-of-turn token
                 end -= 1
             span = (len(before), end)
-        else:  # a template that rewrites earlier turns: find the reply's own text
-            start = full.find(message["content"], cursor) if message["content"] else -1
-            span = (start, start + len(message["content"])) if start >= 0 else None
+        else:  # a template that rewrites earlier turns (Qwen3 drops the think block): find the reply's own text
+            content = message["content"]
+            start = full.find(content, cursor) if content else -1
+            span = None
+            if start >= 0:
+                end = start + len(content)
+                span = (start, end + len(_closing(tokenizer, through, content, full[end:])))
         if span:
             cursor = span[1]
             if index >= first:
