@@ -8,8 +8,9 @@ continuous batching:
 
 - a request (prompt token ids, adapter or None, temperature/top_p/seed/max_new_tokens, its own RNG)
   waits in a queue and joins the running batch as soon as a row is free (at most `MAX_ROWS` rows);
-- joiners are prefilled together (left padding, attention mask, per-row position ids as `generate()`
-  builds them) and their KV cache is merged into the batch's `DynamicCache`;
+- joiners are prefilled together (up to `PREFILL_TOKENS` padded tokens per step; left padding,
+  attention mask, per-row position ids as `generate()` builds them) and their KV cache is merged
+  into the batch's `DynamicCache`;
 - every decoding step is ONE forward over all active rows, base and tuned rows mixed through PEFT's
   mixed-adapter batches (`adapter_names=[...]`, "__base__" for adapter-off rows), so base and tuned
   answers, and every browser session's answers, share a forward instead of taking turns;
@@ -43,7 +44,13 @@ import torch
 from . import models
 from .errors import StudioError
 
-MAX_ROWS = 16  # rows decoded together per loaded base; further requests queue
+# Rows decoded together per loaded base; further requests queue until a row finishes. 10 browser
+# sessions x 2 sides must fit: a request left in the queue waits for a whole answer of another row
+# (bench/results/chat_engine.json: with 16 rows, 10 sessions' first-token p95 barely moved).
+MAX_ROWS = 32
+# Padded prompt tokens prefilled per step: more joiners wait for the next step, so that rows already
+# decoding stall for one bounded prefill at a time (at least one request is always admitted).
+PREFILL_TOKENS = 1024
 IDLE_SECONDS = 60.0  # a scheduler thread with nothing to do for this long exits (restarted on demand)
 CUT_MARKER = "… (cut at {n} tokens)"
 
@@ -86,6 +93,9 @@ class LoadedBase:
         self.model.eval()
         self.adapters: set[str] = set()
         self.lock = threading.Lock()
+        # the Rust tokenizer refuses an encode beside another encode or decode ("Already borrowed",
+        # huggingface/tokenizers#537): sessions encode prompts and decode answers under this lock
+        self.tokenizer_lock = threading.Lock()
         self._state: object = _UNKNOWN  # the adapter now switched on (None: off); switched only on change
         self.stop_ids = _stop_ids(self.tokenizer, self.model)
         self.scheduler = Scheduler(self)
@@ -134,7 +144,8 @@ class LoadedBase:
         prompt, _ = texts({"messages": chat_messages(messages, system_prompt), "tools": tools}, self.tokenizer)
         if not prompt:
             raise StudioError("there is nothing to answer: the conversation has no user message.")
-        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        with self.tokenizer_lock:
+            return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
     def close(self) -> None:
         """Stop the scheduler thread (waiting requests end with an error) so the weights can be freed."""
@@ -218,7 +229,8 @@ class Request:
         self.done = self.max_new_tokens <= 0
 
     def text(self, *, show_cut: bool = True) -> str:
-        text = self.base.tokenizer.decode(list(self.generated), skip_special_tokens=True)
+        with self.base.tokenizer_lock:
+            text = self.base.tokenizer.decode(list(self.generated), skip_special_tokens=True)
         return mark_cut(text, self.max_new_tokens) if show_cut and self.cut else text
 
     def cancel(self) -> None:
@@ -330,8 +342,11 @@ class Scheduler:
                     self._pending.clear()
                     self._batches.clear()
                     return
-                joiners = []
+                joiners: list[Request] = []
                 while self._pending and self._active() + len(joiners) < self.max_rows:
+                    width = max([len(r.prompt_ids) for r in joiners] + [len(self._pending[0].prompt_ids)])
+                    if joiners and (len(joiners) + 1) * width > PREFILL_TOKENS:
+                        break
                     request = self._pending.popleft()
                     if request.cancelled:
                         request.done = True
