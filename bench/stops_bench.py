@@ -7,8 +7,8 @@ Two parts, both written into bench/results/stops.json (each part replaces its ow
   turns), does every assistant turn's trained span (studio.data.render, what SFT trains) hold the
   token that ends the turn? `--label before` run against the tree before the fix records the bug.
 - demo: trains the demo run (one LoRA epoch of assets/demo/json_answers.jsonl on the embedded model,
-  as tests/conftest.py's trained_demo_run does; `--trainings N` of them, or `--home DIR` reusing the
-  runs there), then greedy-answers the 10 held-out prompts (assets/demo/heldout_prompts.json) with the
+  as tests/conftest.py's trained_demo_run does; `--trainings N` of them, or `--home DIR` adding to the
+  runs there; every run in it is measured), then greedy-answers the 10 held-out prompts (assets/demo/heldout_prompts.json) with the
   base and the tuned model through studio.engine (generate_batch, max_new_tokens 128) and counts the
   answers that end by a stop token before the limit. Then exports the f16 GGUF with an Ollama
   Modelfile (studio.export: its own llama.cpp check, 3 shortest eval prompts to EOS), reads the
@@ -149,7 +149,9 @@ def demo_part(home: Path, trainings: int) -> dict:
     from studio.export import export_run
     from studio.jobs import registry
 
-    run_ids = [train_demo(home) for _ in range(trainings)] or sorted(p.name for p in (home / "runs").iterdir() if (p / "adapter").is_dir())
+    for _ in range(trainings):
+        train_demo(home)
+    run_ids = sorted(p.name for p in (home / "runs").iterdir() if (p / "adapter").is_dir())  # every demo run there
     prompts = json.loads(HELDOUT.read_text())
     result = {"max_new_tokens": MAX_NEW_TOKENS, "prompts": str(HELDOUT.relative_to(REPO)), "runs": []}
     for run_id in run_ids:
