@@ -92,9 +92,9 @@ def build_reward_composer(rewards: gr.Textbox) -> gr.Group:
     return composer
 
 
-def choices_of(name: str) -> list[tuple[str, str]]:
-    """A RunConfig field's allowed values as dropdown choices: 'value — what it does'."""
-    return [(f"{value} — {text}", value) for value, text in RunConfig.field_choices(name).items()]
+def choices_of(name: str) -> list[str]:
+    """A RunConfig field's allowed values (its help text, shown as the widget's info, explains each)."""
+    return list(RunConfig.field_choices(name))
 
 
 def build_advanced() -> tuple[dict, gr.HTML]:

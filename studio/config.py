@@ -253,11 +253,29 @@ class RunConfig:
         if gpus not in ("", "cpu") and not all(part.strip().isdigit() for part in gpus.split(",")):
             bad("gpus", f"'{self.gpus}' is not empty, `cpu`, or comma-separated GPU ids like `0,1`.")
 
+    def data_label(self, *, stem: bool = False) -> str:
+        """The data as a person names it: a saved version's `<name>/<version>/data.parquet` is 'name version'
+        (every version's file is called data.parquet), any other file its file name (or its stem)."""
+        path = Path(str(self.data))
+        if path.name == "data.parquet" and (path.parent / "manifest.json").is_file():
+            return f"{path.parent.parent.name} {path.parent.name}"
+        return path.stem if stem else path.name
+
+    @property
+    def default_name(self) -> str:
+        """The run's name when none is given, e.g. 'lora on identity v2'."""
+        return self.name or f"{self.method} on {self.data_label()}"
+
+    @property
+    def run_id_hint(self) -> str:
+        """What a new run id is made from (registry.new_run_id): the name, else method and data."""
+        return self.name or f"{self.method}-{self.data_label(stem=True)}"
+
     def summary(self) -> list[tuple[str, str]]:
         """The settings that shape this run, as (config key, value) pairs, only those its method uses:
         the Train tab's summary of the watched run."""
         spec = method_registry.spec(self.method) if self.method in METHODS else None
-        items = [("method", self.method), ("model", self.model), ("data", Path(str(self.data)).name or "-")]
+        items = [("method", self.method), ("model", self.model), ("data", self.data_label() or "-")]
         items.append(("max_steps", str(self.max_steps)) if self.max_steps > 0 else ("num_train_epochs", f"{self.num_train_epochs:g}"))
         items += [("learning_rate", f"{self.learning_rate:g}"),
                   ("batch", f"{self.per_device_train_batch_size} x {self.gradient_accumulation_steps} accumulated"),

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 from ..config import RunConfig
 from ..errors import StudioError
@@ -49,10 +48,10 @@ def start(cfg: RunConfig | None = None, *, resume_id: str | None = None) -> regi
 
         confine_config(cfg)  # served beyond loopback: only the studio home and the owner's --allow-path roots
         preflight(cfg)  # fail fast in the caller for a missing/empty dataset
-        run_id = registry.new_run_id(cfg.name or f"{cfg.method}-{Path(cfg.data).stem}")
+        run_id = registry.new_run_id(cfg.run_id_hint)
         record = registry.create(
             run_id,
-            name=cfg.name or f"{cfg.method} on {Path(cfg.data).name}",
+            name=cfg.default_name,
             method=cfg.method,
             model=cfg.model,
             dataset=str(cfg.data),

@@ -104,10 +104,10 @@ def execute(config_path: str | Path, *, run_id: str | None = None, resume: bool 
     if run_id is None:
         if is_distributed():
             raise StudioError("under `accelerate launch`, pass the same --run-id to every process.")
-        run_id = registry.new_run_id(cfg.name or f"{cfg.method}-{Path(cfg.data).stem}")
+        run_id = registry.new_run_id(cfg.run_id_hint)
     record = registry.get(run_id, reconcile=False) or registry.create(
         run_id,
-        name=cfg.name or f"{cfg.method} on {Path(cfg.data).name}",
+        name=cfg.default_name,
         method=cfg.method,
         model=cfg.model,
         dataset=str(cfg.data),

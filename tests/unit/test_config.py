@@ -105,3 +105,18 @@ def test_loss_on_and_truncation_side_choices_live_in_the_config_and_reach_the_tr
     line = run_monitor.config_summary("run-a")
     assert "<b>loss_on</b> last_reply" in line and "<b>truncation_side</b> left" in line
     assert run_monitor.config_summary(None) == ""
+
+
+def test_a_run_on_a_saved_version_is_named_after_the_version(studio_home):
+    """Every saved version's file is data.parquet: the run's name and id say which version it is."""
+    version = studio_home / "datasets" / "identity" / "v2"
+    version.mkdir(parents=True)
+    (version / "data.parquet").write_bytes(b"")
+    (version / "manifest.json").write_text("{}")
+    cfg = RunConfig(data=str(version / "data.parquet"))
+    assert (cfg.default_name, cfg.run_id_hint) == ("lora on identity v2", "lora-identity v2")
+    assert RunConfig(data="/data/json_answers.jsonl", method="dpo").default_name == "dpo on json_answers.jsonl"
+    assert RunConfig(data="/data/json_answers.jsonl").run_id_hint == "lora-json_answers"
+    assert RunConfig(data="/data/x.jsonl", name="mine").default_name == "mine"
+    (version / "manifest.json").unlink()  # a data.parquet of the user's own keeps its file name
+    assert RunConfig(data=str(version / "data.parquet")).default_name == "lora on data.parquet"
