@@ -117,9 +117,12 @@ def load_dataset(files, path_text: str, fmt: str, mapping: str):
     simple = len(stored) == 1 and not state["fmt"] and not state["mapping"]
     text = f"Detected format: {loaded.format} — {loaded.summary}."
     text += " Ready to train." if simple else " Save a version (below) to train on it."
+    slots = placeholder_counts(loaded)
+    if slots:  # trainable, but the model would learn "{{name}}" literally: said here, not only in the report
+        text += f" {sum(slots.values())} unresolved placeholder(s) ({', '.join(slots)}): fill them in Split & save and train on that version."
     table, label = _edit_page(state, loaded, 1)
     return (
-        status_html(text, "ok" if not loaded.problems else "warn"),
+        status_html(text, "ok" if not loaded.problems and not slots else "warn"),
         _report(loaded),
         pd.DataFrame(preview_rows(loaded)),
         _problems_frame(loaded),
@@ -264,10 +267,13 @@ def save_version(state: dict, table, name: str, eval_fraction: float, seed: floa
         return status_html(error_text(err), "error"), gr.skip(), state, gr.skip()
     counts = result.manifest["counts"]
     text = f"Saved {result.manifest['name']} {result.manifest['version']}: {counts['train']} train, {counts['eval']} eval examples → {result.path}. The Train tab now uses it."
-    if result.warnings:
-        text += " ⚠️ " + " ".join(result.warnings)
+    filled = {name for name, value in parse_fill(fill_text).items() if value}
+    left = {slot: n for slot, n in placeholder_counts(loaded).items() if placeholder_name(slot) not in filled}
+    warnings = list(result.warnings) + ([f"Still unresolved (no value given): {', '.join(f'{slot} × {n}' for slot, n in left.items())}; the model learns them literally."] if left else [])
+    if warnings:
+        text += " ⚠️ " + " ".join(warnings)
     data_file = str(result.path / "data.parquet")
-    return status_html(text, "warn" if result.warnings else "ok"), versions_frame(), state, data_file
+    return status_html(text, "warn" if warnings else "ok"), versions_frame(), state, data_file
 
 
 def versions_frame() -> pd.DataFrame:

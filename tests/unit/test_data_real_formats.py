@@ -130,8 +130,10 @@ def test_data_tab_lists_the_placeholders_and_fills_them_on_save(studio_home):
 
     status, report, *_, state, _ = data_tab.load_dataset(None, str(PUBLIC / "identity.json"), data_tab.AUTO, "")
     assert "Unresolved placeholders" in report and "`{{name}}` × 8" in report
+    assert "18 unresolved placeholder(s) ({{name}}, {{author}}, {customer}, &lt;SUPPORT_EMAIL&gt;)" in status and "studio-warn" in status  # not a green "Ready"
     assert data_tab.fill_template(state).splitlines() == ["name=", "author=", "customer=", "SUPPORT_EMAIL="]
     saved = data_tab.save_version(state, None, "ident", 0.0, 42, 0.0, "embedded", True, False, 0.85, True, False, None, None, "name=Ada\nauthor=Acme\ncustomer=")
     assert "Saved ident v1" in saved[0]
+    assert "Still unresolved (no value given): {customer} × 2, &lt;SUPPORT_EMAIL&gt; × 1" in saved[0] and "studio-warn" in saved[0]
     report = inspect_paths([saved[3]], model=None)
     assert report["placeholders"] == {"{customer}": 2, "<SUPPORT_EMAIL>": 1}  # an empty value fills nothing
