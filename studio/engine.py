@@ -212,15 +212,17 @@ class Request:
     thread appends tokens; the caller reads `text()` and may `cancel()`."""
 
     def __init__(self, base: LoadedBase, prompt_ids: list[int], adapter: str | None, settings: GenerationSettings, seed: int, listener: queue.Queue | None = None):
-        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+        from transformers import TemperatureLogitsWarper, TopPLogitsWarper
 
         self.base = base
         self.prompt_ids = list(prompt_ids)
         self.adapter = adapter
         self.max_new_tokens = settings.max_new_tokens
         self.sample = settings.temperature > 0
-        self.processors = LogitsProcessorList([TemperatureLogitsWarper(settings.temperature), TopPLogitsWarper(settings.top_p)]) if self.sample else None
-        self.rng = torch.Generator().manual_seed(seed)
+        self.sampling = (settings.temperature, settings.top_p)  # rows with equal settings are warped together
+        self.warpers = (TemperatureLogitsWarper(settings.temperature), TopPLogitsWarper(settings.top_p)) if self.sample else ()
+        self.seed = seed
+        self._rng: torch.Generator | None = None  # made on the device the logits live on, at the first draw
         self.generated: list[int] = []
         self.cut = False  # stopped by max_new_tokens, not by a stop token
         self.cancelled = False
@@ -232,6 +234,12 @@ class Request:
         with self.base.tokenizer_lock:
             text = self.base.tokenizer.decode(list(self.generated), skip_special_tokens=True)
         return mark_cut(text, self.max_new_tokens) if show_cut and self.cut else text
+
+    def rng(self, device: torch.device) -> torch.Generator:
+        """This answer's own seeded generator, on the device its draws happen on."""
+        if self._rng is None or self._rng.device != device:
+            self._rng = torch.Generator(device=device).manual_seed(self.seed)
+        return self._rng
 
     def cancel(self) -> None:
         self.cancelled = True  # the scheduler drops the row before its next step
@@ -415,16 +423,30 @@ class Scheduler:
         return out.logits[:, -1, :].float(), device
 
     def _pick(self, rows: list[Request], logits: torch.Tensor) -> None:
-        greedy = logits.argmax(dim=-1).tolist()
+        """The next token of every row: the argmax, or a draw with the row's own seeded generator after
+        temperature/top-p. Rows with equal settings are warped in one batched pass on the logits' own
+        device: a pass per row on the CPU (a copy off the GPU and a sort of the whole vocabulary, once a
+        row) was most of a step with 10 sessions (bench/results/chat_engine_gpu.json)."""
+        chosen = logits.argmax(dim=-1)
+        groups: dict[tuple, list[int]] = {}
         for index, request in enumerate(rows):
-            if request.done:
-                continue
-            token = greedy[index]
-            if request.sample:
-                history = torch.tensor([request.prompt_ids + request.generated])
-                probs = torch.softmax(request.processors(history, logits[index : index + 1].cpu()), dim=-1)
-                token = int(torch.multinomial(probs, 1, generator=request.rng))
-            request._accept(token)
+            if request.sample and not request.done:
+                groups.setdefault(request.sampling, []).append(index)
+        if groups:
+            order, draws = [], []
+            for indices in groups.values():
+                scores = logits[indices]
+                for warper in rows[indices[0]].warpers:  # temperature and top-p read no token history
+                    scores = warper(None, scores)
+                probs = torch.softmax(scores, dim=-1)
+                for j, index in enumerate(indices):
+                    draws.append(torch.multinomial(probs[j], 1, generator=rows[index].rng(probs.device)))
+                    order.append(index)
+            chosen[torch.tensor(order, device=chosen.device)] = torch.cat(draws)
+        tokens = chosen.tolist()  # one copy off the device per step
+        for index, request in enumerate(rows):
+            if not request.done:
+                request._accept(tokens[index])
 
     def _retire(self) -> None:
         for key, batch in list(self._batches.items()):
