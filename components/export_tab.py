@@ -22,6 +22,16 @@ FORMAT_HELP = {
 }
 
 
+def card_markdown(text: str) -> str:
+    """The card for the Markdown view: its YAML metadata as a code block (Markdown shows front matter as
+    one run-on paragraph), then its body; huggingface_hub's ModelCard splits the two."""
+    from huggingface_hub import ModelCard
+
+    card = ModelCard(text)
+    meta = card.data.to_yaml().strip() if card.data.to_dict() else ""
+    return (f"```yaml\n{meta}\n```\n\n" if meta else "") + card.text.lstrip("\n")
+
+
 def run_export(run_id, fmt, gguf_types, ollama=True, push=""):
     if not run_id:
         yield status_html("Pick a trained run first.", "warn"), None, ""
@@ -44,7 +54,7 @@ def run_export(run_id, fmt, gguf_types, ollama=True, push=""):
         for elapsed, text in stream_cli(args):
             if elapsed == "done":
                 summary = json.loads(text[: text.rindex("}") + 1])
-                card = (Path(summary["out"]) / "README.md").read_text()
+                card = card_markdown((Path(summary["out"]) / "README.md").read_text())
                 checks = summary.get("verification") or {}
                 note = ""
                 if fmt == "merged" and checks:
@@ -71,8 +81,9 @@ def build() -> dict:
         refresh = gr.Button("↻ Refresh runs", scale=1)
     with gr.Row():
         fmt = gr.Radio(list(FORMAT_HELP), value="adapter", label="Format", elem_id="export-format")
-        gguf_types = gr.CheckboxGroup(list(export.QUANTS), value=[export.DEFAULT_QUANT], label="GGUF types (q4_k_m: Ollama / llama.cpp)", elem_id="export-gguf-types")
-        ollama = gr.Checkbox(value=True, label="Ollama Modelfile", elem_id="export-ollama")
+        gguf_types = gr.CheckboxGroup(list(export.QUANTS), value=[export.DEFAULT_QUANT], label="GGUF types (q4_k_m: Ollama / llama.cpp)", visible=False, elem_id="export-gguf-types")
+        ollama = gr.Checkbox(value=True, label="Ollama Modelfile", visible=False, elem_id="export-ollama")
+    fmt.change(lambda f: [gr.update(visible=f == "gguf")] * 2, fmt, [gguf_types, ollama])  # GGUF's options only for GGUF
     push = gr.Textbox(label="Push to the Hub (optional repo id, needs a token)", placeholder="me/my-model", elem_id="export-push")
     start = gr.Button("Export", variant="primary", elem_id="export-start")
     status = gr.HTML(elem_id="export-status")

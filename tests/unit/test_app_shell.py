@@ -144,3 +144,13 @@ def test_app_window_uses_a_chromium_family_browser_with_app_url(monkeypatch, tmp
     opened = []
     monkeypatch.setattr(launch.webbrowser, "open", lambda url: opened.append(url) or True)
     assert launch.open_window("http://127.0.0.1:7860/") == "opened in the default browser" and opened
+
+
+def test_the_export_tab_shows_the_cards_metadata_as_yaml_not_a_run_on_paragraph():
+    from components.export_tab import card_markdown
+
+    text = "---\nbase_model: HuggingFaceTB/SmolLM2-135M-Instruct\nlibrary_name: peft\ntags:\n- lora\n---\n\n# my run\n\nFine-tuned.\n"
+    shown = card_markdown(text)
+    assert shown.startswith("```yaml\nbase_model: HuggingFaceTB/SmolLM2-135M-Instruct\n") and "\n```\n\n# my run" in shown
+    assert "---" not in shown
+    assert card_markdown("# no metadata\n").strip() == "# no metadata"
