@@ -15,6 +15,13 @@ from studio.jobs import registry
 
 from .common import empty_state, error_text, status_html
 
+
+def default_device() -> str:
+    """This machine's kind (nvidia-smi, as the status bar): a CPU-only box is advised for its CPU, not a 4090."""
+    from studio.jobs.overview import hardware
+
+    return "gpu" if hardware().gpu else "cpu"
+
 NOT_CHECKED = "not checked"
 NO_DATASET = "No dataset selected: load one in the Data tab, or answer by hand."
 NO_ADVICE = "Answer the questions on the left (the dataset fills in what it can), then press Advise."
@@ -161,7 +168,7 @@ def build(dataset_path: gr.State) -> dict:
                 has_eval = gr.Checkbox(label="I have an eval set", elem_id="method-has-eval")
             with gr.Row():
                 model = gr.Textbox(value="embedded", label="Model (or a folder with config.json)", elem_id="method-model")
-                device = gr.Radio(["gpu", "cpu"], value="gpu", label="Hardware (gpu = 24 GB RTX 4090)", elem_id="method-device")
+                device = gr.Radio(["gpu", "cpu"], value=default_device(), label="Hardware (gpu = 24 GB RTX 4090)", elem_id="method-device")
             with gr.Row():
                 scalar_reward = gr.Checkbox(label="I want a scalar reward (RLHF)")
                 principles = gr.Checkbox(label="I have written principles (Constitutional AI)")

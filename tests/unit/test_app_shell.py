@@ -154,3 +154,13 @@ def test_the_export_tab_shows_the_cards_metadata_as_yaml_not_a_run_on_paragraph(
     assert shown.startswith("```yaml\nbase_model: HuggingFaceTB/SmolLM2-135M-Instruct\n") and "\n```\n\n# my run" in shown
     assert "---" not in shown
     assert card_markdown("# no metadata\n").strip() == "# no metadata"
+
+
+def test_the_advisor_starts_from_this_machines_hardware(monkeypatch):
+    from components import method_tab
+    from studio.jobs import overview
+
+    monkeypatch.setattr(overview.shutil, "which", lambda name: None)  # no nvidia-smi: a CPU box
+    assert method_tab.default_device() == "cpu"
+    monkeypatch.setattr(overview, "hardware", lambda: overview.Hardware("NVIDIA H200 · 1.0/139 GiB", True))
+    assert method_tab.default_device() == "gpu"
