@@ -610,7 +610,7 @@ def latest_results(record) -> dict | None:
 # ----- Report ------------------------------------------------------------------------------------
 
 COLOURS = {"base": "rgb(148,163,184)", "tuned": "rgb(99,110,250)"}
-VERDICT_COLOURS = {stats.BETTER: "rgb(5,150,105)", stats.WORSE: "rgb(220,38,38)", stats.UNCLEAR: "rgb(107,114,128)", stats.NOT_APPLICABLE: "rgb(156,163,175)"}
+VERDICT_COLOURS = {stats.BETTER: "rgb(5,150,105)", stats.WORSE: "rgb(220,38,38)", stats.UNCLEAR: "rgb(107,114,128)", stats.NOT_APPLICABLE: "rgb(156,163,175)", stats.TOO_FEW: "rgb(217,119,6)"}
 
 
 def figures(results: dict) -> list:
@@ -673,7 +673,7 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str, str, str]]:
     for name, metric in results.get("metrics", {}).items():
         digits = 3 if name == "eval_loss" else 2
         rows.append((metric["label"], _fmt(name, metric["base"]), _fmt(name, metric["tuned"]),
-                     f"{metric['delta']:+.{digits}f} {stats.format_ci(metric['ci'], digits)}", metric["verdict"], str(metric["n"])))
+                     f"{metric['delta']:+.{digits}f} {stats.format_ci(metric['ci'], digits, metric['n'])}", metric["verdict"], str(metric["n"])))
     return rows
 
 
@@ -682,9 +682,13 @@ def headline(results: dict) -> tuple[str, str]:
     "ok" only for held-out rows."""
     data = results["eval_data"]
     loss = results["metrics"]["eval_loss"]
-    text = (f"Eval loss {loss['base']:.3f} → {loss['tuned']:.3f} ({loss['verdict']}, Δ {loss['delta']:+.3f}, 95% CI {stats.format_ci(loss['ci'], 3)}) "
+    interval = f"95% CI {stats.format_ci(loss['ci'], 3)}" if loss["n"] >= stats.MIN_PAIRS else f"n={loss['n']}: too few for an interval"
+    text = (f"Eval loss {loss['base']:.3f} → {loss['tuned']:.3f} ({loss['verdict']}, Δ {loss['delta']:+.3f}, {interval}) "
             f"on n={data['examples']} examples ({data.get('kind', 'eval data')}).")
     kind = "ok"
+    if loss["verdict"] == stats.TOO_FEW:
+        text += f" Fewer than {stats.MIN_PAIRS} examples: no verdict is possible; evaluate on more held-out rows."
+        kind = "warn"
     if results.get("regressions"):
         text += " ⚠ Capability regression in: " + ", ".join(results["regressions"]) + "."
         kind = "warn"

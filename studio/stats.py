@@ -4,7 +4,8 @@
   indices (the pairing), so the CI is of the difference on the same inputs. The statistic is
   computed on the resampled rows, which lets ratio metrics (token-weighted loss: sum of losses over
   sum of tokens; corpus BLEU: summed n-gram counts) be bootstrapped exactly as they are computed.
-- `verdict`: "better"/"worse" only when the 95% CI of the difference excludes 0.
+- `verdict`: "better"/"worse" only when the 95% CI of the difference excludes 0, and never on fewer
+  than MIN_PAIRS examples (a bootstrap of 1-5 examples gives intervals that look narrow and mean little).
 - `wilson`: the Wilson score interval of a proportion (win rates, pass rates).
 - `sign_test` / `mcnemar_exact`: the exact two-sided binomial test at p = 1/2. scipy is not a
   requirement of the studio, and for p = 1/2 the exact test is a short sum of binomial terms, so it
@@ -25,6 +26,10 @@ SEED = 0
 ALPHA = 0.05
 
 BETTER, WORSE, UNCLEAR, NOT_APPLICABLE = "better", "worse", "no clear difference", "not applicable"
+TOO_FEW = "too few examples"
+# Below 6 pairs even "every example moved the same way" is not significant (exact sign test:
+# 2 / 2**5 = 0.0625 > 0.05), while a bootstrap of so few rows returns a narrow, even zero-width, CI.
+MIN_PAIRS = 6
 
 
 def column_mean(rows: np.ndarray) -> float:
@@ -81,12 +86,15 @@ def paired_bootstrap(
 
 
 def verdict(paired: Paired, *, lower_is_better: bool = False) -> str:
-    """"better"/"worse" only when the CI of the difference excludes 0; a metric at 0 on both sides says nothing."""
+    """"better"/"worse" only when the CI of the difference excludes 0 on at least MIN_PAIRS examples
+    ("too few examples" below that); a metric at 0 on both sides says nothing."""
     if paired.base == 0 and paired.tuned == 0:
         return NOT_APPLICABLE
     low, high = paired.ci
     if low <= 0 <= high:
         return UNCLEAR
+    if paired.n < MIN_PAIRS:
+        return TOO_FEW  # the interval excludes 0, but on too few examples to claim a difference
     improved = (high < 0) if lower_is_better else (low > 0)
     return BETTER if improved else WORSE
 
@@ -135,5 +143,8 @@ def win_rates(wins_a: int, wins_b: int, ties: int) -> dict:
             "p_value": p, "preferred": leader if leader and p < ALPHA else None}
 
 
-def format_ci(ci: Sequence[float], digits: int = 2) -> str:
+def format_ci(ci: Sequence[float], digits: int = 2, n: int | None = None) -> str:
+    """"[lo, hi]"; no interval at all below MIN_PAIRS examples (`n`), where it would not mean what it seems to."""
+    if n is not None and n < MIN_PAIRS:
+        return f"(no CI: n={n} < {MIN_PAIRS})"
     return f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"

@@ -86,3 +86,28 @@ def test_win_rates_show_ties_and_call_a_winner_only_when_significant():
     assert clear["preferred"] == "a" and clear["p_value"] < 0.05
     assert clear["a"]["rate"] == pytest.approx(12 / 15)
     assert not math.isnan(clear["a"]["ci"][0])
+
+
+def test_too_few_examples_get_no_verdict_and_no_interval():
+    """One held-out example gave a zero-width CI and a 'better' verdict in a browser pass; below
+    MIN_PAIRS even a unanimous change is not significant (sign test 2/2**5 > 0.05)."""
+    one = stats.paired_bootstrap([2.0], [1.4])
+    assert one.ci[0] == one.ci[1]  # what the bootstrap gives: a narrow interval that means nothing
+    assert stats.verdict(one, lower_is_better=True) == stats.TOO_FEW
+    assert stats.format_ci(one.ci, 3, one.n) == "(no CI: n=1 < 6)"
+    five = stats.paired_bootstrap([2.0, 2.1, 1.9, 2.2, 2.0], [1.0, 1.1, 0.9, 1.2, 1.0])
+    assert stats.verdict(five, lower_is_better=True) == stats.TOO_FEW
+    assert stats.sign_test(0, 5) > stats.ALPHA and stats.sign_test(0, stats.MIN_PAIRS) < stats.ALPHA
+    six = stats.paired_bootstrap([2.0, 2.1, 1.9, 2.2, 2.0, 2.1], [1.0, 1.1, 0.9, 1.2, 1.0, 1.1])
+    assert stats.verdict(six, lower_is_better=True) == stats.BETTER
+    assert stats.verdict(stats.paired_bootstrap([0.0], [0.0])) == stats.NOT_APPLICABLE
+
+
+def test_headline_warns_and_drops_the_interval_below_the_minimum():
+    from studio import evaluate
+
+    metric = evaluate.compare_metric("eval_loss", [[2.0, 1.0]], [[1.4, 1.0]])
+    text, kind = evaluate.headline({"eval_data": {"examples": 1, "kind": "held-out rows"}, "metrics": {"eval_loss": metric}})
+    assert kind == "warn" and "too few" in text and "better" not in text
+    assert "CI [" not in text
+    assert "(no CI: n=1 < 6)" in evaluate.summary_rows({"metrics": {"eval_loss": metric}})[0][3]
