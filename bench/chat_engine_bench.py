@@ -56,6 +56,9 @@ def worker(root: str, adapter: str, sessions: int, prompts: int, max_tokens: int
     sys.path.insert(0, root)
     from studio import chat  # noqa: E402 - the checkout under test
 
+    # the cut-marker helper lives in studio.engine since the engine; BEFORE's checkout has it in chat
+    without_cut_marker = getattr(chat, "without_cut_marker", None) or __import__("studio.engine", fromlist=["engine"]).without_cut_marker
+
     settings = chat.GenerationSettings(temperature=0.0, max_new_tokens=max_tokens)
     base = chat.POOL.base("embedded")
     base.ensure_adapter("bench", Path(adapter))
@@ -105,7 +108,7 @@ def worker(root: str, adapter: str, sessions: int, prompts: int, max_tokens: int
                 if texts[side] != seen[side]:
                     last[side], seen[side] = now, texts[side]
         with count_lock:  # one encode at a time on the shared Rust tokenizer ("Already borrowed")
-            tokens = [len(tokenizer(chat.without_cut_marker(t), add_special_tokens=False)["input_ids"]) for t in texts]
+            tokens = [len(tokenizer(without_cut_marker(t), add_special_tokens=False)["input_ids"]) for t in texts]
         return {"first_token_s": first, "tokens": tokens, "seconds": [last[s] - sent for s in (0, 1)], "sent_wall": sent_wall}
 
     cold = run_one(PROMPTS[0])  # the process's first answer: imports and model load above, first forwards here

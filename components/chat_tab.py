@@ -7,7 +7,8 @@ import time
 import gradio as gr
 
 from studio import chat, suites, votes
-from studio.chat import ChatEngine, GenerationSettings
+from studio.chat import ChatEngine
+from studio.engine import GenerationSettings, without_cut_marker
 from studio.errors import StudioError
 from studio.jobs import registry
 
@@ -21,7 +22,7 @@ def compare_choices() -> list[tuple[str, str]]:
 
 
 def _history_messages(history: list[dict]) -> list[dict]:
-    return [{"role": m["role"], "content": chat.without_cut_marker(m["content"])} for m in history if isinstance(m.get("content"), str)]
+    return [{"role": m["role"], "content": without_cut_marker(m["content"])} for m in history if isinstance(m.get("content"), str)]
 
 
 def _settings(system_prompt, temperature, top_p, max_tokens, seed) -> GenerationSettings:

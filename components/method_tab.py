@@ -9,7 +9,8 @@ import html
 import gradio as gr
 
 from studio import advisor, estimator
-from studio.chat import ChatEngine, GenerationSettings
+from studio.chat import ChatEngine
+from studio.engine import GenerationSettings
 from studio.errors import StudioError
 from studio.jobs import registry
 

@@ -67,7 +67,8 @@ def cmd_runs(args) -> int:
 
 
 def cmd_chat(args) -> int:
-    from .chat import ChatEngine, GenerationSettings
+    from .chat import ChatEngine
+    from .engine import GenerationSettings
     from .jobs import registry
 
     record = registry.get(args.run_id)

@@ -341,7 +341,8 @@ def sample_pairs(pairs: list[tuple[str, str]], n: int) -> list[tuple[str, str]]:
 def check_base_model(pairs: list[tuple[str, str]], *, model: str = "embedded", sample: int = 5, max_new_tokens: int = 96,
                      system_prompt: str = "", progress=None) -> BaseCheck:
     """Run the base model (greedy) on a sample of eval prompts and score its answers against the references."""
-    from .chat import ChatEngine, GenerationSettings
+    from .chat import ChatEngine
+    from .engine import GenerationSettings
 
     if not pairs:
         raise StudioError("no eval prompts with reference answers to check the base model on.",

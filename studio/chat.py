@@ -2,8 +2,7 @@
 tuned model, or a base model with its adapters off), from one copy of the base weights per model.
 
 Generation itself is studio.engine (the one engine: continuous batching, base and tuned rows of every
-session in one forward through PEFT's mixed-adapter batches); a few of its names are re-exported here
-for the callers that import them from studio.chat.
+session in one forward through PEFT's mixed-adapter batches); import its names from there.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from typing import Iterator
 
 from . import engine, models
 from .engine import POOL, GenerationSettings, ModelPool, Side
-from .engine import generate_batch, mark_cut, without_cut_marker  # noqa: F401 (re-exported for suites, votes, export, evaluate)
 from .errors import StudioError
 
 

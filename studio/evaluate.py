@@ -33,7 +33,7 @@ from typing import Callable
 
 import torch
 
-from . import chat, stats
+from . import chat, engine, stats
 from .errors import StudioError
 from .resources import asset
 from .suites import normalize_answer
@@ -90,7 +90,7 @@ def loss_inputs(examples: list[dict], tokenizer, settings: dict | None = None) -
 
 
 @torch.inference_mode()
-def completion_loss(side: chat.Side, examples: list[dict], batch_size: int = 8, tick: Callable[[int], None] | None = None,
+def completion_loss(side: engine.Side, examples: list[dict], batch_size: int = 8, tick: Callable[[int], None] | None = None,
                     *, settings: dict | None = None) -> list[tuple[float, int]]:
     """Per example: (summed cross-entropy over its trained tokens, their count), the tokens being those
     the run's SFT trains (`loss_inputs` with `settings`, see `run_loss_settings`); the eval loss is the
@@ -286,7 +286,7 @@ def probe_report(probes: list[dict], answers: dict[str, list[str]]) -> dict:
 
 
 @torch.inference_mode()
-def judge_preferences(judge: chat.Side, samples: list[dict]) -> dict:
+def judge_preferences(judge: engine.Side, samples: list[dict]) -> dict:
     """A local model picks the better answer by comparing the logits of "A" and "B", once in each
     order so that position bias cancels; a split decision is a tie."""
     tokenizer = judge.base.tokenizer
@@ -484,7 +484,7 @@ def _answer(side, conversations, settings, batch_size, tracker: Tracker, tools: 
     for start in range(0, len(conversations), batch_size):
         chunk = conversations[start : start + batch_size]
         began = time.time()
-        answers += chat.generate_batch(side, chunk, settings, batch_size, tools=tools[start : start + batch_size] if tools else None)
+        answers += engine.generate_batch(side, chunk, settings, batch_size, tools=tools[start : start + batch_size] if tools else None)
         tracker.tick(len(chunk), time.time() - began)
     return answers
 
@@ -526,7 +526,7 @@ def evaluate_run(record, options: EvalOptions | None = None, progress: Callable[
 
     prompts = [c[:-1] for c in conversations]
     references = [c[-1]["content"] for c in conversations]
-    settings = chat.GenerationSettings(temperature=0.0, max_new_tokens=options.max_new_tokens)
+    settings = engine.GenerationSettings(temperature=0.0, max_new_tokens=options.max_new_tokens)
     answers, scores = {}, {}
     for index, (name, side) in enumerate(sides.items()):
         tracker.begin(2 + index)
@@ -541,7 +541,7 @@ def evaluate_run(record, options: EvalOptions | None = None, progress: Callable[
         metrics[name] = compare_metric(name, scores["base"][name], scores["tuned"][name])
 
     if probes:
-        probe_settings = chat.GenerationSettings(temperature=0.0, max_new_tokens=options.probe_max_new_tokens)
+        probe_settings = engine.GenerationSettings(temperature=0.0, max_new_tokens=options.probe_max_new_tokens)
         probe_answers = {}
         for index, (name, side) in enumerate(sides.items()):
             tracker.begin(4 + index)

@@ -241,7 +241,9 @@ def verify_merged(record, out: Path) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .chat import ChatEngine, GenerationSettings, without_cut_marker
+    from .chat import ChatEngine
+
+    from .engine import GenerationSettings, without_cut_marker
 
     plain = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(str(out))

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from studio import advisor, rag
-from studio.chat import ChatEngine, GenerationSettings
+from studio.chat import ChatEngine
+from studio.engine import GenerationSettings
 from tests.conftest import DEMO_DATA
 
 

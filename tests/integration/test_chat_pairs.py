@@ -9,7 +9,8 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from studio import chat, suites
-from studio.chat import BASE_PREFIX, ChatEngine, GenerationSettings, Side
+from studio.chat import BASE_PREFIX, ChatEngine
+from studio.engine import GenerationSettings, Side
 from studio.suites import SuitePrompt
 from studio.jobs import registry
 from tests.conftest import REPO, demo_run_id

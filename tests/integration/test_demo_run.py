@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from studio.chat import ChatEngine, GenerationSettings, generate_batch
+from studio.chat import ChatEngine
+
+from studio.engine import GenerationSettings, generate_batch
 from studio.jobs import registry
 from studio.jobs.metrics import read_metrics
 from tests.conftest import HELDOUT, demo_listing, demo_run_id, run_cli

@@ -45,7 +45,9 @@ def test_dpo_learns_easy_pairs_and_logs_trl_metrics(studio_home, tmp_path):
     (record,) = registry.list_runs()
     assert record.status == "completed", record.message
 
-    from studio.chat import ChatEngine, GenerationSettings, ModelPool
+    from studio.chat import ChatEngine
+
+    from studio.engine import GenerationSettings, ModelPool
 
     engine = ChatEngine.for_run(record, pool=ModelPool())  # the saved adapter loads back onto the base
     answer = engine.answer([{"role": "user", "content": "What is the capital of Peru?"}], tuned=True, settings=GenerationSettings(temperature=0.0, max_new_tokens=8))

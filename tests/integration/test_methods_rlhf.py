@@ -52,7 +52,8 @@ def test_rlhf_chain_hands_each_stage_to_the_next(studio_home, tmp_path):
     assert "reward/accuracy" in json.dumps(final) or any(k.startswith("reward/") for k in final)
 
     # the RL result loads back as a chat model
-    from studio.chat import ChatEngine, GenerationSettings, ModelPool
+    from studio.chat import ChatEngine
+    from studio.engine import GenerationSettings, ModelPool
 
     engine = ChatEngine.for_run(record, pool=ModelPool())
     assert engine.answer([{"role": "user", "content": "Name a colour."}], tuned=True, settings=GenerationSettings(temperature=0.0, max_new_tokens=6)).strip()
