@@ -181,7 +181,7 @@ SIDE_EMPTY = "Pick a tuned run on the right (train one in the Train tab first), 
 BLIND_EMPTY = "Type a prompt and press **Send (new round)**: the two sides answer on unlabelled seats; vote, then reveal."
 
 def build() -> dict:
-    gr.Markdown("### 4 · Chat\nTwo sides answer the same prompt, streaming together. Runs on the same base share one copy of its weights; adapters are switched.")
+    gr.Markdown("### 4 · Chat\nTwo sides answer the same prompt, streaming together. Runs on the same base share one copy of its weights, and both sides (and every open session) decode in one batched forward.")
     with gr.Tabs():
         with gr.Tab("Side by side", id="chat-side"):
             with gr.Row():
