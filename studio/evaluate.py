@@ -503,8 +503,8 @@ def evaluate_run(record, options: EvalOptions | None = None, progress: Callable[
     steps = plan(len(conversations), len(probes), options)
     tracker = Tracker(steps, measured_rates(record), progress, should_stop)
     tracker.report()
-    engine = chat.ChatEngine.for_run(record)
-    sides = {"base": engine.base_side, "tuned": engine.tuned_side}
+    pair = chat.ChatEngine.for_run(record)  # not `engine`: that name is the studio.engine module here
+    sides = {"base": pair.base_side, "tuned": pair.tuned_side}
     source = {**source, "held_out": is_held_out(source)}
     results: dict = {"run_id": record.id, "run_name": record.name, "method": record.method, "eval_data": source, "source": source,
                      "warnings": honesty_warnings(source), "options": {k: str(v) if isinstance(v, Path) else v for k, v in options.__dict__.items()},
