@@ -167,8 +167,8 @@ def build() -> dict:
     table = gr.Dataframe(headers=["metric", "base", "tuned", "Δ [95% CI]", "verdict", "n"], label="Base vs tuned (tuned − base, paired bootstrap)",
                          interactive=False, elem_id="eval-table")
     with gr.Row():
-        delta_plot = gr.Plot(label="Differences with 95% CIs")
-        loss_plot = gr.Plot(label="Loss and perplexity")
+        delta_plot = gr.Plot(label="Differences with 95% CIs", elem_id="eval-delta-plot")
+        loss_plot = gr.Plot(label="Loss and perplexity", elem_id="eval-loss-plot")
     probe_plot = gr.Plot(label="Capability probe", elem_id="eval-probe-plot")
     with gr.Row():
         report = gr.File(label="Report (self-contained HTML) and summary card (PNG)", file_count="multiple", interactive=False, elem_id="eval-report")
