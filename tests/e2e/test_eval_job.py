@@ -67,3 +67,16 @@ def test_eval_job_survives_a_reload_and_cancels_within_10_s(demo_server, page, m
     assert job.status == "cancelled" and took <= 10, (job.status, took)
     status.get_by_text("Last evaluation cancelled").wait_for(timeout=10_000)
     assert not (job.run_dir / "results.json").exists() and os.path.isdir(job.run_dir)
+
+    # a finished evaluation fills the plots, not only the table and the banner (a browser pass saw the
+    # three plots empty): the smallest one that finishes, 4 examples and no probe
+    page.get_by_text("Options", exact=True).click()
+    page.locator("#eval-max-examples input[type=number]").fill("4")
+    page.locator("#eval-max-examples input[type=number]").press("Enter")
+    page.locator("#eval-probes input[type=checkbox]").uncheck()
+    page.locator("#eval-start").click()
+    status.get_by_text(re.compile(r"Eval loss \d+\.\d+ → ")).wait_for(timeout=180_000)  # the headline, not the "eval loss (base)" phase
+    for plot in ("#eval-delta-plot", "#eval-loss-plot"):  # plotly drew its SVG with one marker per metric
+        page.locator(f"{plot} .js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
+        assert page.locator(f"{plot} .scatterlayer .trace").count() >= 2, plot
+    assert "eval loss" in page.locator("#eval-table").inner_text()
