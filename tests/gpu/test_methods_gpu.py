@@ -43,3 +43,22 @@ def test_reward_model_on_gpu(gpu_model, studio_home, tmp_path):
     run_dir = train_on_pairs("reward", 4, gpu_model, studio_home, tmp_path)
     assert any("accuracy" in r for r in rows_of(run_dir))
     assert (run_dir / "reward_model" / "adapter_model.safetensors").is_file()
+
+
+def test_grpo_with_a_reward_run_on_gpu(gpu_model, studio_home, tmp_path):
+    """GRPO scoring with a trained reward run on the GPU (the reward model's placement was untested)."""
+    reward_dir = train_on_pairs("reward", 2, gpu_model, studio_home, tmp_path)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": q}) + "\n" for q in ("Name a colour.", "Name a fruit.", "Name a city.", "Name a tree.")))
+    rewards = [{"type": "reward_model", "run": reward_dir.name, "name": "rm"}, {"type": "length", "min": 1, "max": 30}]
+    config = write_yaml(tmp_path / "grpo.yaml", model=gpu_model, method="grpo", data=str(prompts), max_steps=3, max_length=96,
+                        per_device_train_batch_size=4, num_generations=4, response_length=16, learning_rate=5.0e-4, save_steps=100,
+                        logging_steps=1, rewards=rewards)
+    result = run_cli("train", str(config), home=studio_home)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    rows = [r for r in rows_of(run_dir) if "reward" in r]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(math.isfinite(r["rewards/rm/mean"]) for r in rows)
+    assert not [r for r in rows_of(run_dir) if r.get("kind") == "reward_error"]
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
