@@ -72,13 +72,7 @@ def render_part() -> dict:
             tokenizer.chat_template = (Path(trl.__file__).parent / "chat_templates" / f"{name}.jinja").read_text()
         messages = CONVERSATION[1:] if name and name.startswith("gemma") else CONVERSATION  # Gemma has no system role
         rendered = render({"messages": messages}, tokenizer)
-        runs, previous = [], False
-        for token_id, trained in zip(rendered.input_ids, rendered.trained):
-            if trained:
-                if not previous:
-                    runs.append([])
-                runs[-1].append(tokenizer.convert_ids_to_tokens(token_id))
-            previous = trained
+        runs = [tokenizer.convert_ids_to_tokens(run) for run in rendered.trained_runs()]
         rows[label] = {"assistant_turns": 2, "trained_runs": len(runs), "turns_training_their_end_token": sum(end in run for run in runs),
                        "end_token": end, "trained_text": rendered.trained_text}
     return rows

@@ -232,6 +232,20 @@ class Rendered:
         kept = set(self.keep)
         return [Token(text, trained, i not in kept) for i, (text, trained) in enumerate(zip(self.token_texts, self.trained))]
 
+    def trained_runs(self) -> list[list[int]]:
+        """The runs of consecutive trained token ids (one per trained assistant turn), before the cut."""
+        runs: list[list[int]] = []
+        last = None  # the position of the previous trained token
+        for i, trained in enumerate(self.trained):
+            if not trained:
+                continue
+            if last == i - 1:
+                runs[-1].append(self.input_ids[i])
+            else:
+                runs.append([self.input_ids[i]])
+            last = i
+        return runs
+
     @property
     def trained_text(self) -> str:
         return "".join(self.token_texts[i] for i in self.keep if self.trained[i])

@@ -45,14 +45,7 @@ def with_template(tokenizer, template: str, specials=()):
 
 def trained_runs(rendered, tokenizer) -> list[list[str]]:
     """The runs of consecutive trained tokens (one per assistant turn), as tokens."""
-    runs, previous = [], False
-    for token_id, trained in zip(rendered.input_ids, rendered.trained):
-        if trained:
-            if not previous:
-                runs.append([])
-            runs[-1].append(tokenizer.convert_ids_to_tokens(token_id))
-        previous = trained
-    return runs
+    return [tokenizer.convert_ids_to_tokens(run) for run in rendered.trained_runs()]
 
 
 def turn_ends(rendered, tokenizer) -> list[str]:
